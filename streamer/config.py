@@ -1,0 +1,125 @@
+"""Runtime settings: one frozen pydantic-settings class, environment prefix ``VITALS_``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of a worker or a CLI command. ``VITALS_KAFKA_BOOTSTRAP=host:9092`` and so on."""
+
+    model_config = SettingsConfigDict(env_prefix="VITALS_", frozen=True, extra="ignore")
+
+    # Kafka connection.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    partitions: int = Field(default=8, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    # Worker.
+    app_id: str = "vitalstream"
+    data_dir: Path = Path("var/worker")
+    web_port: int = Field(default=6066, ge=0)
+    stream_take_max: int = Field(default=500, ge=1)
+    stream_take_within_s: float = Field(default=0.05, gt=0)
+    producer_max_batch_bytes: int = Field(default=1_048_576, ge=1024)
+    producer_linger_ms: int = Field(default=5, ge=0)
+
+    # Ingest validation.
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    future_margin_ms: int = Field(default=60_000, ge=0)
+    dedup_window: int = Field(default=4096, ge=16)
+
+    # Windows and signal processing.
+    ecg_window_s: float = Field(default=10.0, gt=0)
+    ecg_hop_s: float = Field(default=2.0, gt=0)
+    ppg_window_s: float = Field(default=8.0, gt=0)
+    ppg_hop_s: float = Field(default=2.0, gt=0)
+    resp_window_s: float = Field(default=32.0, gt=0)
+    resp_hop_s: float = Field(default=2.0, gt=0)
+    rr_window_beats: int = Field(default=32, ge=4)
+    numerics_window_s: float = Field(default=60.0, gt=0)
+    late_grace_ms: int = Field(default=2_000, ge=0)
+    silence_timeout_s: float = Field(default=30.0, gt=0)
+    sqi_threshold: float = Field(default=0.5, ge=0, le=1)
+
+    # Inference.
+    batch_max_size: int = Field(default=256, ge=1)
+    batch_max_wait_ms: float = Field(default=20.0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    weights_dir: Path | None = None
+
+    # Alerts.
+    escalate_after_s: float = Field(default=120.0, gt=0)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.with_prefix(self.topic_prefix)
+
+    def kafka_client_kwargs(self) -> dict[str, object]:
+        """Connection settings in the keyword form shared by kafka-python and aiokafka."""
+        kwargs: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.ssl_cafile:
+            kwargs["ssl_cafile"] = str(self.ssl_cafile)
+        if self.ssl_certfile:
+            kwargs["ssl_certfile"] = str(self.ssl_certfile)
+        if self.ssl_keyfile:
+            kwargs["ssl_keyfile"] = str(self.ssl_keyfile)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names, each under the configurable prefix (multi-tenant clusters)."""
+
+    telemetry: str
+    telemetry_valid: str
+    dlq: str
+    features: str
+    scores: str
+    alerts: str
+    alerts_ack: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> Topics:
+        return cls(
+            telemetry=f"{prefix}vitals.telemetry",
+            telemetry_valid=f"{prefix}vitals.telemetry.valid",
+            dlq=f"{prefix}vitals.telemetry.dlq",
+            features=f"{prefix}vitals.features",
+            scores=f"{prefix}vitals.scores",
+            alerts=f"{prefix}vitals.alerts",
+            alerts_ack=f"{prefix}vitals.alerts.ack",
+        )
+
+    def all(self) -> list[str]:
+        return [
+            self.telemetry,
+            self.telemetry_valid,
+            self.dlq,
+            self.features,
+            self.scores,
+            self.alerts,
+            self.alerts_ack,
+        ]
