@@ -7,8 +7,9 @@ import importlib
 import logging
 import sys
 
-# Each module defines ``register(subparsers)`` that adds its subcommand(s) with ``set_defaults(func=...)``;
-# ``func(args)`` returns the process exit code.
+# Each module listed here defines ``register(subparsers)`` (top-level subcommands) and/or
+# ``register_eval(eval_subparsers)`` (``vitalstream eval NAME``); each parser sets ``func`` with
+# ``set_defaults(func=...)`` and ``func(args)`` returns the process exit code.
 COMMAND_MODULES: list[str] = []
 
 
@@ -19,8 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    eval_parser = subparsers.add_parser("eval", help="evaluate signals, models or alarm burden on real data")
+    eval_subparsers = eval_parser.add_subparsers(dest="eval_command", metavar="WHAT")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        module = importlib.import_module(name)
+        if hasattr(module, "register"):
+            module.register(subparsers)
+        if hasattr(module, "register_eval"):
+            module.register_eval(eval_subparsers)
     return parser
 
 
