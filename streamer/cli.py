@@ -10,7 +10,7 @@ import sys
 # Each module listed here defines ``register(subparsers)`` (top-level subcommands) and/or
 # ``register_eval(eval_subparsers)`` (``vitalstream eval NAME``); each parser sets ``func`` with
 # ``set_defaults(func=...)`` and ``func(args)`` returns the process exit code.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["streamer.commands", "streamer.devkafka"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # kafka-python and aiokafka narrate every connection at INFO.
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

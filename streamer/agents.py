@@ -1,0 +1,119 @@
+"""Faust agents: thin adapters that move bytes between topics and the plain-Python stages."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import faust
+
+from .app import AppTopics
+from .config import Settings
+from .contracts import ReasonCode
+from .ingest import Accepted, Rejected, SeqStatus, SeqTracker, dead_letter, validate
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def wire(app: faust.App, topics: AppTopics, settings: Settings) -> None:
+    """Register the agents and tables of the pipeline on ``app``."""
+    _wire_ingest(app, topics, settings)
+
+
+def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
+    # Keyed by device id; written after each batch, so the changelog partition comes from the key (the
+    # telemetry topic is keyed by device id too, so both land on the same partition number).
+    seq_table = app.Table(
+        "ingest-seq",
+        default=None,
+        partitions=settings.partitions,
+        use_partitioner=True,
+        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+    )
+    counts: Counter[str] = Counter()
+
+    @app.agent(topics.telemetry, name="ingest")
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(
+            settings.stream_take_max, within=settings.stream_take_within_s
+        ):
+            trackers: dict[bytes, SeqTracker] = {}
+            for event in events:
+                await _ingest_one(event, trackers)
+            for key, tracker in trackers.items():
+                seq_table[key] = tracker.to_state()
+
+    async def _ingest_one(event: Any, trackers: dict[bytes, SeqTracker]) -> None:
+        msg, raw = event.message, event.value
+        now = _now_ms()
+        result = validate(
+            raw if isinstance(raw, bytes) else b"",
+            now_ms=now,
+            max_message_bytes=settings.max_message_bytes,
+            future_margin_ms=settings.future_margin_ms,
+        )
+        if isinstance(result, Accepted):
+            device = result.message.device_id.encode()
+            if msg.key != device:
+                result = Rejected(
+                    ReasonCode.KEY_MISMATCH,
+                    f"record key {msg.key!r} is not the device_id {result.message.device_id!r}",
+                    result.message.device_id,
+                )
+        if isinstance(result, Rejected):
+            await _to_dlq(raw, result, msg, now)
+            return
+        tracker = trackers.get(device)
+        if tracker is None:
+            tracker = trackers[device] = SeqTracker.from_state(seq_table.get(device), settings.dedup_window)
+        status = tracker.check(result.message.seq)
+        if status is SeqStatus.DUPLICATE:
+            counts["duplicate"] += 1
+        elif status is SeqStatus.STALE:
+            stale = Rejected(
+                ReasonCode.STALE_SEQ,
+                f"seq {result.message.seq} is older than the dedup window "
+                f"({settings.dedup_window}) below seq {tracker.max_seq}",
+                result.message.device_id,
+            )
+            await _to_dlq(raw, stale, msg, now)
+        else:
+            counts["valid"] += 1
+            await topics.telemetry_valid.send(
+                key=device,
+                value=raw,
+                headers={
+                    "ingest_ts_ms": str(now).encode(),
+                    "src": f"{msg.topic}[{msg.partition}]@{msg.offset}".encode(),
+                },
+            )
+
+    async def _to_dlq(raw: Any, rejected: Rejected, msg: Any, now: int) -> None:
+        counts[f"dlq.{rejected.code}"] += 1
+        body = raw if isinstance(raw, bytes) else b""
+        letter = dead_letter(
+            body, rejected, topic=msg.topic, partition=msg.partition, offset=msg.offset, now_ms=now
+        )
+        log.warning(
+            "dead-letter %s[%d]@%d %s: %s",
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            rejected.code,
+            rejected.reason[:200],
+        )
+        await topics.dlq.send(
+            key=rejected.device_id.encode() if rejected.device_id else None,
+            value=letter.model_dump_json().encode(),
+        )
+
+    @app.timer(interval=10.0)
+    async def report_counts() -> None:
+        if counts:
+            log.info("ingest counts: %s", dict(sorted(counts.items())))
