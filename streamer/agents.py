@@ -40,9 +40,7 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
 
     @app.agent(topics.telemetry, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(
-            settings.stream_take_max, within=settings.stream_take_within_s
-        ):
+        async for events in stream.take_events(settings.stream_take_max, within=settings.stream_take_within_s):
             trackers: dict[bytes, SeqTracker] = {}
             for event in events:
                 await _ingest_one(event, trackers)
@@ -97,9 +95,7 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
     async def _to_dlq(raw: Any, rejected: Rejected, msg: Any, now: int) -> None:
         counts[f"dlq.{rejected.code}"] += 1
         body = raw if isinstance(raw, bytes) else b""
-        letter = dead_letter(
-            body, rejected, topic=msg.topic, partition=msg.partition, offset=msg.offset, now_ms=now
-        )
+        letter = dead_letter(body, rejected, topic=msg.topic, partition=msg.partition, offset=msg.offset, now_ms=now)
         log.warning(
             "dead-letter %s[%d]@%d %s: %s",
             msg.topic,

@@ -167,16 +167,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topic", help="default: the telemetry topic")
     p.set_defaults(func=_produce)
 
-    p = subparsers.add_parser(
-        "tail", help="print a topic: dlq, telemetry, valid, features, scores, alerts, ack"
-    )
+    p = subparsers.add_parser("tail", help="print a topic: dlq, telemetry, valid, features, scores, alerts, ack")
     p.add_argument("topic", help="a short name above or a full topic name")
     p.add_argument("--from-beginning", action="store_true")
     p.add_argument("--json", action="store_true", help="one JSON object per record")
     p.add_argument("--max-messages", type=int, default=None)
-    p.add_argument(
-        "--idle-timeout", type=float, default=0.0, help="stop after this many idle seconds (0: never)"
-    )
+    p.add_argument("--idle-timeout", type=float, default=0.0, help="stop after this many idle seconds (0: never)")
     p.set_defaults(func=_tail)
 
     p = subparsers.add_parser("topics", help="create the pipeline's topics (idempotent) and list them")

@@ -77,9 +77,7 @@ class Settings(BaseSettings):
         if self.sasl_mechanism:
             kwargs["sasl_mechanism"] = self.sasl_mechanism
             kwargs["sasl_plain_username"] = self.sasl_username
-            kwargs["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
+            kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
         if self.ssl_cafile:
             kwargs["ssl_cafile"] = str(self.ssl_cafile)
         if self.ssl_certfile:

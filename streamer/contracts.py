@@ -32,14 +32,10 @@ class _Telemetry(_Wire):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
     schema_version: Literal[1] = 1
-    device_id: DeviceId = Field(
-        description="Pseudonymous device id (never a name or serial printed on the device)."
-    )
+    device_id: DeviceId = Field(description="Pseudonymous device id (never a name or serial printed on the device).")
     patient_id: PatientId | None = Field(default=None, description="Optional pseudonymous patient id.")
     ts_ms: int = Field(ge=0, description="Device clock, UTC milliseconds, of the first sample.")
-    seq: int = Field(
-        ge=0, description="Per-device sequence number, increasing; used for duplicates and gaps."
-    )
+    seq: int = Field(ge=0, description="Per-device sequence number, increasing; used for duplicates and gaps.")
 
 
 class VitalsMessage(_Telemetry):
@@ -54,9 +50,7 @@ class VitalsMessage(_Telemetry):
     dbp_mmhg: float | None = Field(default=None, gt=0, le=250, description="LOINC 8462-4, UCUM mm[Hg]")
     map_mmhg: float | None = Field(default=None, gt=0, le=280, description="LOINC 8478-0, UCUM mm[Hg]")
     supplemental_o2: bool | None = Field(default=None, description="On supplemental oxygen (NEWS2).")
-    spo2_scale: Literal[1, 2] | None = Field(
-        default=None, description="NEWS2 SpO2 scale (2 for hypercapnic)."
-    )
+    spo2_scale: Literal[1, 2] | None = Field(default=None, description="NEWS2 SpO2 scale (2 for hypercapnic).")
     consciousness: Literal["A", "C", "V", "P", "U"] | None = Field(default=None, description="ACVPU")
 
     @model_validator(mode="after")
@@ -85,9 +79,7 @@ class WaveformMessage(_Telemetry):
     signal: Literal["ecg", "ppg", "resp"]
     fs_hz: float = Field(gt=0, le=2000, description="Sampling rate, Hz.")
     samples: list[float] = Field(min_length=1, max_length=MAX_SAMPLES)
-    scale: float | None = Field(
-        default=None, description="Multiplier for integer samples (e.g. mV per ADC unit)."
-    )
+    scale: float | None = Field(default=None, description="Multiplier for integer samples (e.g. mV per ADC unit).")
     offset: float | None = None
     units: str | None = Field(default=None, max_length=16, description="UCUM units of the scaled value.")
 

@@ -93,9 +93,7 @@ def fetch_jars(kafka: LocalKafka) -> None:
 def _java() -> str:
     java = shutil.which("java")
     if not java:
-        raise JavaMissing(
-            "Java 17+ is needed to run the local broker: apt-get install openjdk-17-jre-headless"
-        )
+        raise JavaMissing("Java 17+ is needed to run the local broker: apt-get install openjdk-17-jre-headless")
     return java
 
 
@@ -287,11 +285,7 @@ def status(kafka: LocalKafka) -> str:
     pid = _pid(kafka)
     if pid is None:
         return "down"
-    return (
-        f"up at {kafka.bootstrap} (pid {pid})"
-        if answers_metadata(kafka.bootstrap)
-        else f"starting (pid {pid})"
-    )
+    return f"up at {kafka.bootstrap} (pid {pid})" if answers_metadata(kafka.bootstrap) else f"starting (pid {pid})"
 
 
 def _cmd(args: argparse.Namespace) -> int:

@@ -42,9 +42,7 @@ class Rejected:
     device_id: str | None = None
 
 
-def validate(
-    raw: bytes, *, now_ms: int, max_message_bytes: int, future_margin_ms: int
-) -> Accepted | Rejected:
+def validate(raw: bytes, *, now_ms: int, max_message_bytes: int, future_margin_ms: int) -> Accepted | Rejected:
     """Validate one telemetry value exactly as received. Never raises on any input."""
     if len(raw) > max_message_bytes:
         return Rejected(
@@ -74,9 +72,7 @@ def _rejection(errors: list[ErrorDetails], raw: bytes) -> Rejected:
     text = f"{loc}: {first['msg']}" if loc else first["msg"]
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more)"
-    return Rejected(
-        code, text[:2000], _peek_device_id(raw) if code is not ReasonCode.MALFORMED_JSON else None
-    )
+    return Rejected(code, text[:2000], _peek_device_id(raw) if code is not ReasonCode.MALFORMED_JSON else None)
 
 
 def _reason_code(err: ErrorDetails) -> ReasonCode:
@@ -123,9 +119,7 @@ def _scan_device_id(head: bytes) -> str | None:
     return match.group(1).decode() if match else None
 
 
-def dead_letter(
-    raw: bytes, rejected: Rejected, *, topic: str, partition: int, offset: int, now_ms: int
-) -> DeadLetter:
+def dead_letter(raw: bytes, rejected: Rejected, *, topic: str, partition: int, offset: int, now_ms: int) -> DeadLetter:
     return DeadLetter(
         reason_code=rejected.code,
         reason=rejected.reason,

@@ -92,9 +92,7 @@ def _invalid(i: int, device: str, now_ms: int) -> tuple[bytes, bytes | None, Rea
         )
     if kind == 8:
         return (
-            json.dumps(
-                {**base, "kind": "vitals", "ts_ms": now_ms + 3_600_000, "heart_rate_bpm": 70}
-            ).encode(),
+            json.dumps({**base, "kind": "vitals", "ts_ms": now_ms + 3_600_000, "heart_rate_bpm": 70}).encode(),
             key,
             ReasonCode.FUTURE_TIMESTAMP,
         )
@@ -186,8 +184,6 @@ def test_every_message_accounted_for(settings_factory, worker_factory) -> None:
         if dlq[raw]["reason_code"] != code
     }
     assert not wrong, wrong
-    assert all(
-        letter["reason"] and letter["source_topic"] == settings.topics.telemetry for letter in dlq.values()
-    )
+    assert all(letter["reason"] and letter["source_topic"] == settings.topics.telemetry for letter in dlq.values())
     # The counts close: everything sent is forwarded once, dead-lettered, or a counted duplicate.
     assert len(outgoing) == len(seen_valid) + len(dlq) + N_DUPLICATES

@@ -67,9 +67,7 @@ def test_specific_reasons(payload: object, code: ReasonCode) -> None:
 
 
 def test_accepts_valid_and_margin_edge() -> None:
-    assert isinstance(
-        _check({**BASE, "kind": "vitals", "ts_ms": NOW + 60_000, "heart_rate_bpm": 70}), Accepted
-    )
+    assert isinstance(_check({**BASE, "kind": "vitals", "ts_ms": NOW + 60_000, "heart_rate_bpm": 70}), Accepted)
 
 
 def test_oversized_payload_is_rejected_before_parsing() -> None:
