@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from kafka import KafkaAdminClient
@@ -41,10 +42,8 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
             for n in missing
         ]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race: fine
                 admin.create_topics(new, timeout_ms=30_000)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race: fine
             log.info("created topics %s (%d partitions)", missing, settings.partitions)
         return missing
     finally:
