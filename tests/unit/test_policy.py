@@ -1,4 +1,4 @@
-"""Alert lifecycle: scenarios (persistence, hysteresis, escalation, suppression) and state-machine properties."""
+"""Alert lifecycle scenarios (persistence, hysteresis, escalation, suppression) and properties."""
 
 from __future__ import annotations
 
