@@ -230,3 +230,12 @@ def held_text(rule: Rule, phase: str) -> str:
 
 def fmt_value(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
+
+
+def enter_message(rule: Rule, value: float | None, values: Mapping[str, object]) -> str:
+    """A short human explanation of why a rule entered."""
+    held = held_text(rule, "enter")
+    if not rule.value.startswith("news2"):
+        return f"{rule.label} {fmt_value(value)} ({rule.enter}) for at least {held}"
+    text = f"NEWS2 {values.get('news2_total')} ({values.get('news2_band')}) for at least {held}"
+    return text + (f"; not scored: {values['news2_missing']}" if values.get("news2_missing") else "")

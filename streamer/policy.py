@@ -19,6 +19,7 @@ from streamer.conditions import (
     PHYSIOLOGICAL_RULES,
     Rule,
     Track,
+    enter_message,
     fmt_value,
     held_text,
     news2_values,
@@ -52,7 +53,7 @@ SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 # The signal whose quality vouches for a numerics value (waveform values are vouched for by their own).
 GATE = {"heart_rate_bpm": "ecg", "resp_rate_bpm": "resp", "spo2_pct": "ppg", "temp_c": None}
-MODEL_CONDITIONS = {r.condition for r in MODEL_RULES.values()}
+QUALITY_SIGNALS = ("ecg", "ppg", "resp")  # signals whose window quality gates physiological values
 TECHNICAL = (Condition.LOW_SIGNAL_QUALITY, Condition.DEVICE_SILENT, Condition.MODEL_UNAVAILABLE)
 
 
@@ -66,12 +67,15 @@ class AlertPolicy:
 
     def __init__(self, device_id: str, settings: Settings, patient_id: str | None = None):
         self.device_id, self.settings, self.patient_id = device_id, settings, patient_id
+        # Longer than this without a value breaks a persistence run, and ends a source's claim to be fresh.
+        self._fresh_ms = int(settings.silence_timeout_s * 1000)
         self.tracks: dict[str, Track] = {}
         self.episodes: dict[str, dict] = {}  # condition -> the open episode
         self.quality: dict[str, dict] = {}  # signal -> {"low": bool, "ts_ms": int}, from windows
         self.tech: dict[str, list[str]] = {}  # condition -> active keys (signal or model), from events
         self.seen: dict[str, int] = {}  # "signal/feature" -> last device time it gave a value
         self.watermark_ms: int | None = None
+        self.last_onset_ms: dict[str, int] = {}  # condition -> onset of its latest episode
 
     # -- inputs ---------------------------------------------------------------------------------
     def on_window(self, fw: FeatureWindow, ingest_ts_ms: int | None = None) -> list[Alert]:
@@ -79,8 +83,8 @@ class AlertPolicy:
         self.patient_id = self.patient_id or fw.patient_id
         ctx = {"start": fw.window_start_ms, "end": t, "ingest": ingest_ts_ms}
         out: list[Alert] = []
-        if fw.signal != "numerics":
-            low = (not fw.usable) or (fw.signal_quality is not None and fw.signal_quality < self._sqi)
+        if fw.signal in QUALITY_SIGNALS:
+            low = (not fw.usable) or (fw.signal_quality is not None and fw.signal_quality < self.settings.sqi_threshold)
             self.quality[fw.signal] = {"low": low, "ts_ms": t, "sqi": fw.signal_quality}
             out += self._low_quality_step(ctx)
         values = self._values(fw)
@@ -138,6 +142,7 @@ class AlertPolicy:
             "tech": {k: list(v) for k, v in self.tech.items()},
             "seen": dict(self.seen),
             "watermark_ms": self.watermark_ms,
+            "last_onset_ms": dict(self.last_onset_ms),
         }
 
     @classmethod
@@ -149,6 +154,7 @@ class AlertPolicy:
         policy.tech = {k: list(v) for k, v in state["tech"].items()}
         policy.seen = dict(state["seen"])
         policy.watermark_ms = state["watermark_ms"]
+        policy.last_onset_ms = dict(state["last_onset_ms"])
         return policy
 
     def open_alerts(self) -> dict[str, str]:
@@ -156,14 +162,6 @@ class AlertPolicy:
         return {c: ep["alert_id"] for c, ep in self.episodes.items()}
 
     # -- internals ------------------------------------------------------------------------------
-    @property
-    def _sqi(self) -> float:
-        return self.settings.sqi_threshold
-
-    @property
-    def _fresh_ms(self) -> int:
-        return int(self.settings.silence_timeout_s * 1000)
-
     def _advance(self, ts_ms: int) -> int:
         self.watermark_ms = ts_ms if self.watermark_ms is None else max(self.watermark_ms, ts_ms)
         return ts_ms
@@ -202,14 +200,13 @@ class AlertPolicy:
 
     def _step(self, rule: Rule, value: float | None, ctx: dict, values: dict) -> list[Alert]:
         track = self.tracks.setdefault(rule.condition.value, Track())
-        gap_ms = self._fresh_ms
-        change = step(rule, track, value, ctx["start"], ctx["end"], gap_ms)
+        change = step(rule, track, value, ctx["start"], ctx["end"], self._fresh_ms)
         if change is None:
             return []
         values = {**values, "enter": str(rule.enter), "exit": str(rule.exit)}
         if change == "enter":
             onset = track.changed_ms if track.changed_ms is not None else ctx["start"]
-            what = f"{rule.label} {fmt_value(value)} ({rule.enter}) for at least {held_text(rule, 'enter')}"
+            what = enter_message(rule, value, values)
             return self._open(rule.condition, onset, ctx, rule_text(rule, "enter"), values, what)
         what = f"{rule.label} back to {fmt_value(value)} ({rule.exit}) for {held_text(rule, 'exit')}"
         return self._resolve(rule.condition, ctx, rule_text(rule, "exit"), values, what)
@@ -237,6 +234,11 @@ class AlertPolicy:
     def _open(self, condition: Condition, onset_ms: int, ctx, rule: str, values, what: str) -> list[Alert]:
         if condition.value in self.episodes:
             return []  # one open episode per condition
+        # A new episode never reuses an earlier onset (e.g. two technical events with one timestamp),
+        # so its id is new too.
+        previous = self.last_onset_ms.get(condition.value)
+        onset_ms = onset_ms if previous is None or onset_ms > previous else previous + 1
+        self.last_onset_ms[condition.value] = onset_ms
         ep = {
             "alert_id": alert_id_for(self.device_id, condition.value, onset_ms),
             "condition": condition.value,
