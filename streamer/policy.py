@@ -84,8 +84,9 @@ class AlertPolicy:
         ctx = {"start": fw.window_start_ms, "end": t, "ingest": ingest_ts_ms}
         out: list[Alert] = []
         if fw.signal in QUALITY_SIGNALS:
-            low = (not fw.usable) or (fw.signal_quality is not None and fw.signal_quality < self.settings.sqi_threshold)
-            self.quality[fw.signal] = {"low": low, "ts_ms": t, "sqi": fw.signal_quality}
+            sqi, threshold = fw.signal_quality, self.settings.sqi_threshold
+            low = (not fw.usable) or (sqi is not None and sqi < threshold)
+            self.quality[fw.signal] = {"low": low, "ts_ms": t, "sqi": sqi}
             out += self._low_quality_step(ctx)
         values = self._values(fw)
         for rule in PHYSIOLOGICAL_RULES:
