@@ -302,3 +302,19 @@ def test_property_ops_do_reach_every_state():
     ops = low + [("num", 10, True)] * 10 + [("ack", 0)] + normal + [("num", 10, True)] * 40
     states = {a["state"] for a in run(ops)}
     assert states == {"RAISED", "ESCALATED", "ACKNOWLEDGED", "RESOLVED"}
+
+
+def test_episodes_opened_at_the_same_timestamp_still_get_new_ids():
+    policy = AlertPolicy(DEV, SETTINGS)
+    ids = []
+    for active in (True, False, True, False, True):
+        ids += [a.alert_id for a in policy.on_event(TechnicalEvent(DEV, "DEVICE_SILENT", active, 5_000))]
+    raised = ids[0::2]
+    assert len(ids) == 5 and len(set(raised)) == 3
+
+
+def test_motion_windows_do_not_count_as_signal_quality():
+    policy = AlertPolicy(DEV, SETTINGS)
+    motion = [FeatureWindow(DEV, "motion", t * 1000, (t + 10) * 1000, None, False, {"activity_g": None})
+              for t in range(0, 60, 10)]  # fmt: skip
+    assert [a for w in motion for a in policy.on_window(w)] == []
