@@ -100,10 +100,13 @@ class AlertPolicy:
         if rule is None:
             log.debug("no alert rule for model %s", score.model.name)
             return self._escalate(t, ingest_ts_ms)
-        threshold = score.threshold if score.threshold else DEFAULT_MODEL_THRESHOLD
-        ratio = score.score / threshold
+        threshold = DEFAULT_MODEL_THRESHOLD if score.threshold is None else score.threshold
         if score.threshold is None and score.above_threshold is not None:
-            ratio = 1.0 if score.above_threshold else 0.0
+            ratio = 1.0 if score.above_threshold else 0.0  # the model decided; no threshold to scale by
+        elif threshold > 0:
+            ratio = score.score / threshold
+        else:
+            ratio = 1.0 if score.score >= threshold else 0.0
         ctx = {"start": t, "end": t, "ingest": ingest_ts_ms, "model": score.model.model_dump()}
         values = {"score": score.score, "threshold": threshold, "score_ratio": round(ratio, 6)}
         return self._step(rule, ratio, ctx, values) + self._escalate(t, ingest_ts_ms)
@@ -155,7 +158,7 @@ class AlertPolicy:
         policy.tech = {k: list(v) for k, v in state["tech"].items()}
         policy.seen = dict(state["seen"])
         policy.watermark_ms = state["watermark_ms"]
-        policy.last_onset_ms = dict(state["last_onset_ms"])
+        policy.last_onset_ms = dict(state.get("last_onset_ms", {}))
         return policy
 
     def open_alerts(self) -> dict[str, str]:
