@@ -79,7 +79,7 @@ class AlertPolicy:
 
     # -- inputs ---------------------------------------------------------------------------------
     def on_window(self, fw: FeatureWindow, ingest_ts_ms: int | None = None) -> list[Alert]:
-        t = self._advance(fw.window_end_ms)
+        t = self._advance(fw.device_id, fw.window_end_ms)
         self.patient_id = self.patient_id or fw.patient_id
         ctx = {"start": fw.window_start_ms, "end": t, "ingest": ingest_ts_ms}
         out: list[Alert] = []
@@ -95,7 +95,7 @@ class AlertPolicy:
         return out + self._escalate(t, ingest_ts_ms)
 
     def on_score(self, score: ScoreRecord, ingest_ts_ms: int | None = None) -> list[Alert]:
-        t = self._advance(score.ts_ms)
+        t = self._advance(score.device_id, score.ts_ms)
         rule = MODEL_RULES.get(score.model.name)
         if rule is None:
             log.debug("no alert rule for model %s", score.model.name)
@@ -112,7 +112,7 @@ class AlertPolicy:
         return self._step(rule, ratio, ctx, values) + self._escalate(t, ingest_ts_ms)
 
     def on_event(self, ev: TechnicalEvent, ingest_ts_ms: int | None = None) -> list[Alert]:
-        t = self._advance(ev.ts_ms)
+        t = self._advance(ev.device_id, ev.ts_ms)
         if ev.condition not in {c.value for c in TECHNICAL}:
             log.warning("ignoring technical event with unknown condition %r", ev.condition)
             return self._escalate(t, ingest_ts_ms)
@@ -166,7 +166,9 @@ class AlertPolicy:
         return {c: ep["alert_id"] for c, ep in self.episodes.items()}
 
     # -- internals ------------------------------------------------------------------------------
-    def _advance(self, ts_ms: int) -> int:
+    def _advance(self, device_id: str, ts_ms: int) -> int:
+        if device_id != self.device_id:  # a routing bug upstream: fail loudly rather than mix patients
+            raise ValueError(f"input for device {device_id!r} given to the policy of {self.device_id!r}")
         self.watermark_ms = ts_ms if self.watermark_ms is None else max(self.watermark_ms, ts_ms)
         return ts_ms
 
@@ -228,8 +230,10 @@ class AlertPolicy:
             desired = desired or self.tracks.get(condition.value, Track()).active
         is_open = condition.value in self.episodes
         if desired and not is_open:
+            track = self.tracks.get(condition.value, Track())
+            onset = track.changed_ms if track.active and track.changed_ms is not None else ctx["start"]
             text = f"{condition.value}: {values.get('active') or values.get('low_signals') or 'active'}"
-            return self._open(condition, ctx["start"], ctx, "technical condition active", values, text)
+            return self._open(condition, onset, ctx, "technical condition active", values, text)
         if is_open and not desired:
             text = f"{condition.value} cleared"
             return self._resolve(condition, ctx, "technical condition cleared", values, text)

@@ -318,3 +318,9 @@ def test_motion_windows_do_not_count_as_signal_quality():
     motion = [FeatureWindow(DEV, "motion", t * 1000, (t + 10) * 1000, None, False, {"activity_g": None})
               for t in range(0, 60, 10)]  # fmt: skip
     assert [a for w in motion for a in policy.on_window(w)] == []
+
+
+def test_input_for_another_device_is_a_bug_and_fails_loudly():
+    policy = AlertPolicy(DEV, SETTINGS)
+    with pytest.raises(ValueError, match="dev-other"):
+        policy.on_window(FeatureWindow("dev-other", "numerics", 0, 10_000, None, True, {"spo2_pct": 80.0}))
