@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -21,6 +22,26 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+Outgoing = tuple[str, bytes | None, bytes, dict[str, bytes] | None]
+
+
+async def publish(app: faust.App, outgoing: list[Outgoing]) -> None:
+    """Send a batch's records straight through the producer and wait until the broker has them all.
+
+    Faust's ``topic.send`` costs an attachment and a future per record; one batch of plain producer sends, awaited
+    before the batch's offsets can be committed, keeps at-least-once delivery at a fraction of the cost
+    (bench/results/ingest.json).
+    """
+    if not outgoing:
+        return
+    producer = app.producer
+    futures = [
+        await producer.send(topic, key, value, None, None, list(headers.items()) if headers else None)
+        for topic, key, value, headers in outgoing
+    ]
+    await asyncio.gather(*futures)
+
+
 def wire(app: faust.App, topics: AppTopics, settings: Settings) -> None:
     """Register the agents and tables of the pipeline on ``app``."""
     _wire_ingest(app, topics, settings)
@@ -37,17 +58,20 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
         schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
     )
     counts: Counter[str] = Counter()
+    valid_topic, dlq_topic = settings.topics.telemetry_valid, settings.topics.dlq
 
     @app.agent(topics.telemetry, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.stream_take_max, within=settings.stream_take_within_s):
             trackers: dict[bytes, SeqTracker] = {}
+            outgoing: list[Outgoing] = []
             for event in events:
-                await _ingest_one(event, trackers)
+                _ingest_one(event, trackers, outgoing)
+            await publish(app, outgoing)
             for key, tracker in trackers.items():
                 seq_table[key] = tracker.to_state()
 
-    async def _ingest_one(event: Any, trackers: dict[bytes, SeqTracker]) -> None:
+    def _ingest_one(event: Any, trackers: dict[bytes, SeqTracker], outgoing: list[Outgoing]) -> None:
         msg, raw = event.message, event.value
         now = _now_ms()
         result = validate(
@@ -65,7 +89,7 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
                     result.message.device_id,
                 )
         if isinstance(result, Rejected):
-            await _to_dlq(raw, result, msg, now)
+            outgoing.append(_to_dlq(raw, result, msg, now))
             return
         tracker = trackers.get(device)
         if tracker is None:
@@ -80,19 +104,13 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
                 f"({settings.dedup_window}) below seq {tracker.max_seq}",
                 result.message.device_id,
             )
-            await _to_dlq(raw, stale, msg, now)
+            outgoing.append(_to_dlq(raw, stale, msg, now))
         else:
             counts["valid"] += 1
-            await topics.telemetry_valid.send(
-                key=device,
-                value=raw,
-                headers={
-                    "ingest_ts_ms": str(now).encode(),
-                    "src": f"{msg.topic}[{msg.partition}]@{msg.offset}".encode(),
-                },
-            )
+            headers = {"ingest_ts_ms": str(now).encode(), "src": f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()}
+            outgoing.append((valid_topic, device, raw, headers))
 
-    async def _to_dlq(raw: Any, rejected: Rejected, msg: Any, now: int) -> None:
+    def _to_dlq(raw: Any, rejected: Rejected, msg: Any, now: int) -> Outgoing:
         counts[f"dlq.{rejected.code}"] += 1
         body = raw if isinstance(raw, bytes) else b""
         letter = dead_letter(body, rejected, topic=msg.topic, partition=msg.partition, offset=msg.offset, now_ms=now)
@@ -104,10 +122,8 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
             rejected.code,
             rejected.reason[:200],
         )
-        await topics.dlq.send(
-            key=rejected.device_id.encode() if rejected.device_id else None,
-            value=letter.model_dump_json().encode(),
-        )
+        key = rejected.device_id.encode() if rejected.device_id else None
+        return (dlq_topic, key, letter.model_dump_json().encode(), None)
 
     @app.timer(interval=10.0)
     async def report_counts() -> None:

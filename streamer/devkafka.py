@@ -46,6 +46,7 @@ class LocalKafka:
     """Where the local broker keeps its jars, data and logs, and which ports it listens on."""
 
     home: Path = REPO_ROOT / ".kafka"
+    name: str = "dev"  # the test session runs its own broker ("test") beside a developer's ("dev")
     port: int = 9092
     controller_port: int = 9093
 
@@ -54,16 +55,20 @@ class LocalKafka:
         return self.home / "libs"
 
     @property
+    def root(self) -> Path:
+        return self.home / self.name
+
+    @property
     def data(self) -> Path:
-        return self.home / "data"
+        return self.root / "data"
 
     @property
     def log_file(self) -> Path:
-        return self.home / "logs" / "server.log"
+        return self.root / "logs" / "server.log"
 
     @property
     def pid_file(self) -> Path:
-        return self.home / "broker.pid"
+        return self.root / "broker.pid"
 
     @property
     def bootstrap(self) -> str:
@@ -98,8 +103,8 @@ def _java() -> str:
 
 
 def _write_config(kafka: LocalKafka) -> Path:
-    kafka.home.mkdir(parents=True, exist_ok=True)
-    props = kafka.home / "server.properties"
+    kafka.root.mkdir(parents=True, exist_ok=True)
+    props = kafka.root / "server.properties"
     props.write_text(
         "\n".join(
             [
@@ -128,7 +133,7 @@ def _write_config(kafka: LocalKafka) -> Path:
             ]
         )
     )
-    log4j = kafka.home / "log4j2.properties"
+    log4j = kafka.root / "log4j2.properties"
     log4j.write_text(
         "\n".join(
             [
@@ -243,14 +248,14 @@ def up(kafka: LocalKafka, timeout_s: float = 90.0) -> str:
         *heap,
         "-XX:+UseG1GC",
         "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={kafka.home / 'log4j2.properties'}",
+        f"-Dlog4j2.configurationFile={kafka.root / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={kafka.log_file.parent}",
         "-cp",
         _classpath(kafka),
         "kafka.Kafka",
         str(props),
     ]
-    with open(kafka.home / "logs" / "stdout.log", "ab") as out:
+    with open(kafka.log_file.parent / "stdout.log", "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     kafka.pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + timeout_s
@@ -289,7 +294,7 @@ def status(kafka: LocalKafka) -> str:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    kafka = LocalKafka(port=args.port, controller_port=args.port + 1)
+    kafka = LocalKafka(name=args.name, port=args.port, controller_port=args.port + 1)
     try:
         if args.action == "up":
             print(up(kafka))
@@ -313,6 +318,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("kafka", help="start, stop or check the local single-node Kafka broker")
     p.add_argument("action", choices=["up", "down", "status", "reset"])
     p.add_argument("--port", type=int, default=9092, help="client port (controller uses port+1)")
+    p.add_argument("--name", default="dev", help="instance name: data, logs and pid under .kafka/NAME")
     p.set_defaults(func=_cmd)
 
 

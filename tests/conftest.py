@@ -32,7 +32,7 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     from streamer.devkafka import LocalKafka, _pid, down, up
 
-    kafka = LocalKafka()
+    kafka = LocalKafka(name="test", port=19092, controller_port=19093)
     was_running = _pid(kafka) is not None
     bootstrap = up(kafka)
     yield bootstrap
