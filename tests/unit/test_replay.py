@@ -190,8 +190,10 @@ def _consumer_record(offset: int, value: bytes) -> ConsumerRecord:
 
 def test_from_consumer_record_keeps_everything() -> None:
     rec = from_consumer_record(_consumer_record(42, b"{}"))
-    assert rec == SessionRecord(topic="vitals.telemetry", key=b"dev", value=b"{}", timestamp_ms=1_600_000_000_042,
-                                partition=3, offset=42, headers=(("trace", b"\x01"),))  # fmt: skip
+    assert rec == SessionRecord(
+        topic="vitals.telemetry", key=b"dev", value=b"{}", timestamp_ms=1_600_000_000_042,
+        partition=3, offset=42, headers=(("trace", b"\x01"),),
+    )  # fmt: skip
 
 
 class FakeConsumer:
