@@ -64,13 +64,15 @@ class ImportSummary:
     records: int = 0
     messages: Counter[str] = field(default_factory=Counter)  # "vitals", "waveform:ecg", ...
     rejected: Counter[str] = field(default_factory=Counter)  # contract field -> values omitted
-    skipped_rows: int = 0  # numerics rows with no valid value left
+    empty_rows: int = 0  # numerics rows (hours) without any measured value: no message
+    skipped_rows: int = 0  # numerics rows whose every value the contract rejects
     skipped_chunks: int = 0  # waveform chunks with non-finite samples
 
     def lines(self) -> list[str]:
         out = [f"records: {self.records}", f"messages: {sum(self.messages.values())}"]
         out += [f"  {name}: {n}" for name, n in sorted(self.messages.items())]
-        out.append(f"skipped numerics rows (no valid value): {self.skipped_rows}")
+        out.append(f"numerics rows without any value (no message): {self.empty_rows}")
+        out.append(f"skipped numerics rows (every value rejected): {self.skipped_rows}")
         out.append(f"skipped waveform chunks (non-finite samples): {self.skipped_chunks}")
         out.append(f"rejected values (omitted, outside the contract): {sum(self.rejected.values())}")
         out += [f"  {name}: {n}" for name, n in sorted(self.rejected.items())]
@@ -112,6 +114,9 @@ def _valid_alone(name: str, value: float) -> bool:
 def _vitals(ts_ms: int, values: dict[str, float], summary: ImportSummary) -> _Pending | None:
     """A vitals message of the finite values the contract accepts; None (counted) when none is left."""
     kept = {k: float(v) for k, v in values.items() if not math.isnan(v)}
+    if not kept:
+        summary.empty_rows += 1
+        return None
     for name in [k for k, v in kept.items() if not _valid_alone(k, v)]:
         summary.rejected[name] += 1
         del kept[name]
@@ -200,8 +205,6 @@ def _read_sepsis2019(record: Path, summary: ImportSummary) -> tuple[str, list[_P
     with record.open(newline="") as fh:
         for hour, row in enumerate(csv.DictReader(fh, delimiter="|")):
             values = {f: float(row[c]) for c, f in SEPSIS_VITALS.items()}
-            if all(math.isnan(v) for v in values.values()):
-                continue  # an hour without vitals (labs or demographics only) has no message
             vitals = _vitals(BASE_TS_MS + hour * 3_600_000, values, summary)
             pending += [vitals] if vitals else []
     return _device_id("sepsis", record.stem), pending
@@ -217,13 +220,17 @@ def _bidmc_records(folder: Path) -> list[Path]:
 _Reader = Callable[[Path, ImportSummary], tuple[str, list[_Pending]]]
 READERS: dict[str, tuple[_Reader, Callable[[Path], list[Path]], Callable[[Path], Path]]] = {
     # kind: (reader, records of a folder, record of a single path)
-    "wfdb": (_read_wfdb, lambda d: sorted(p.with_suffix("") for p in d.glob("*.hea")), lambda p: p),
+    "wfdb": (
+        _read_wfdb,
+        lambda d: sorted(p.with_suffix("") for p in d.glob("*.hea")),
+        lambda p: p.with_suffix("") if p.suffix in (".hea", ".dat", ".atr") else p,
+    ),
     "bidmc": (
         _read_bidmc,
         _bidmc_records,
         lambda p: p.with_name(re.sub(r"_[A-Za-z]+\.csv(\.gz)?$", "", p.name)),
     ),
-    "cinc2017": (_read_cinc2017, lambda d: sorted(d.rglob("*.mat")), lambda p: p),
+    "cinc2017": (_read_cinc2017, lambda d: sorted(d.rglob("*.mat")), lambda p: p.with_suffix(".mat")),
     "sepsis2019": (_read_sepsis2019, lambda d: sorted(d.rglob("*.psv")), lambda p: p),
 }
 

@@ -72,7 +72,7 @@ def device_messages(session_path: Path, device_id: str | None = None) -> tuple[s
             out.append(msg)
     if not out:
         raise ValueError(f"{session_path}: no telemetry message of device {device_id or '(any)'}")
-    return device_id, out
+    return out[0]["device_id"], out
 
 
 def episodes(alerts: Iterable[dict[str, Any]]) -> list[Episode]:

@@ -59,6 +59,7 @@ def test_mitdb_record_is_one_second_ecg_chunks_in_mv() -> None:
 
     fs_hz, n = _header_length(MITDB_203.with_suffix(".hea"))
     msgs = _messages("wfdb", MITDB_203)
+    assert _messages("wfdb", MITDB_203.with_suffix(".hea")) == msgs  # a header path names the record too
     assert {k for k, _ in msgs} == {"mitdb-203"}
     _assert_device_order(msgs)
     _assert_chunks([m for _, m in msgs], fs_hz, n)
@@ -106,7 +107,9 @@ def test_sepsis_one_message_per_hour_with_a_vital() -> None:
     rows = list(csv.DictReader(SEPSIS_P100001.open(), delimiter="|"))
     vital_cols = ("HR", "O2Sat", "Temp", "SBP", "MAP", "DBP", "Resp")
     hours = [i for i, r in enumerate(rows) if any(r[c] != "NaN" for c in vital_cols)]
-    msgs = _messages("sepsis2019", SEPSIS_P100001)
+    summary = ImportSummary()
+    msgs = _messages("sepsis2019", SEPSIS_P100001, summary)
+    assert summary.empty_rows == len(rows) - len(hours)
     assert {k for k, _ in msgs} == {"sepsis-p100001"}
     _assert_device_order(msgs)
     assert [m["ts_ms"] for _, m in msgs] == [BASE_TS_MS + 3_600_000 * h for h in hours]
@@ -130,7 +133,7 @@ def test_rejected_values_are_counted_not_silently_dropped(tmp_path: Path) -> Non
     assert "heart_rate_bpm" not in msgs[0] and msgs[0]["spo2_pct"] == 97.0
     assert msgs[1] == {**msgs[1], "heart_rate_bpm": 80.0, "map_mmhg": 80.0} and "sbp_mmhg" not in msgs[1]
     assert summary.rejected == {"heart_rate_bpm": 2, "spo2_pct": 1, "sbp_mmhg": 1, "dbp_mmhg": 1}
-    assert summary.skipped_rows == 1
+    assert (summary.skipped_rows, summary.empty_rows) == (1, 1)
     assert summary.records == 1
 
 
