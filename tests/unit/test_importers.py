@@ -168,3 +168,13 @@ def _interleaved(folder: Path, tmp_path: Path) -> Path:
 def test_unknown_kind_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="valid: wfdb, bidmc, cinc2017, sepsis2019"):
         list(import_records("edf", DATA))
+
+
+def test_cli_import_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streamer.cli import main
+
+    out = tmp_path / "s.jsonl.gz"
+    assert main(["import", "cinc2017", str(CINC_A00007), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "records: 1" in printed and "waveform:ecg: 30" in printed
+    assert sum(1 for _ in read_session(out)) == 30

@@ -227,3 +227,18 @@ def test_record_stops_after_seconds_on_an_idle_topic(tmp_path: Path) -> None:
 def test_progress_line() -> None:
     assert progress_line(50, 100, 2.0, width=10) == "[#####-----] 50/100  50%  25 msg/s"
     assert progress_line(7, None, 0.0) == "7 sent  - msg/s"
+
+
+def test_cli_pacing_flags() -> None:
+    from streamer.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["replay", "s.gz"]).speed == 1.0
+    assert parse(["replay", "s.gz", "--speed", "8"]).speed == 8.0
+    assert parse(["replay", "s.gz", "--fast", "--fan-out", "3", "--loop"]).speed == math.inf
+    with pytest.raises(SystemExit):
+        parse(["replay", "s.gz", "--fast", "--realtime"])
+    args = parse(
+        ["record", "a", "b", "-o", "x.gz", "--seconds", "5", "--max-messages", "9", "--from-beginning"]
+    )
+    assert (args.topics, args.seconds, args.max_messages, args.from_beginning) == (["a", "b"], 5.0, 9, True)

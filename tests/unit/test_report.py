@@ -121,3 +121,15 @@ def test_episodes_group_transitions_and_keep_the_highest_priority() -> None:
 def test_unknown_device_is_an_error(bidmc_session: Path) -> None:
     with pytest.raises(ValueError, match="no telemetry message of device nobody"):
         device_messages(bidmc_session, "nobody")
+
+
+def test_cli_report_reads_the_analysis_file(bidmc_session: Path, tmp_path: Path) -> None:
+    import json
+
+    from streamer.cli import main
+
+    analysis = tmp_path / "analysis.json"
+    analysis.write_text(json.dumps(_analysis()))
+    out = tmp_path / "r.html"
+    assert main(["report", str(bidmc_session), "-o", str(out), "--analysis", str(analysis)]) == 0
+    assert "alert-bbb" in out.read_text()
