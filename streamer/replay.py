@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FANOUT_SEPARATOR = ":k"
 DEFAULT_STEP_MS = 1000  # loop step when a session has a single timestamp
+BACKWARD_JUMP_MS = 10_000  # partitions of a recorded topic interleave a little; more means unordered
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class SessionStats:
     last_ts_ms: int
     step_ms: int
     max_seq: Mapping[str, int] = field(default_factory=dict)
+    backward_jumps: int = 0  # records more than BACKWARD_JUMP_MS older than one sent before them
 
     @property
     def loop_period_ms(self) -> int:
@@ -90,17 +92,20 @@ def scan(records: Iterable[SessionRecord]) -> SessionStats:
     """First pass: count, timestamp span, typical step between distinct timestamps, max seq per device."""
     timestamps: set[int] = set()
     max_seq: dict[str, int] = {}
-    count = 0
+    count = jumps = 0
+    latest = -math.inf
     for record in records:
         count += 1
         timestamps.add(record.timestamp_ms)
+        jumps += latest - record.timestamp_ms > BACKWARD_JUMP_MS
+        latest = max(latest, record.timestamp_ms)
         msg = _message(record.value)
         if msg and isinstance(msg.get("device_id"), str) and isinstance(msg.get("seq"), int):
             max_seq[msg["device_id"]] = max(max_seq.get(msg["device_id"], -1), msg["seq"])
     ordered = sorted(timestamps) or [0]
     steps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
     step_ms = int(statistics.median(steps)) if steps else DEFAULT_STEP_MS
-    return SessionStats(count, ordered[0], ordered[-1], step_ms, max_seq)
+    return SessionStats(count, ordered[0], ordered[-1], step_ms, max_seq, jumps)
 
 
 def timestamp_shift_ms(
@@ -311,6 +316,9 @@ def _cmd_replay(args) -> int:  # type: ignore[no-untyped-def]
     if stats.count == 0:
         print(f"{args.session}: empty session, nothing to send")
         return 1
+    if stats.backward_jumps:
+        log.warning("%s is not in time order (%d jumps back); the records after each jump go out at once "
+                    "(import without --no-interleave)", args.session, stats.backward_jumps)  # fmt: skip
     now_ms = int(time.time() * 1000)
     plan = ReplayPlan(
         speed=args.speed, fan_out=args.fan_out, loop_period_ms=stats.loop_period_ms, max_seq=stats.max_seq,

@@ -146,8 +146,8 @@ def test_folder_imports_every_record_and_is_deterministic(tmp_path: Path) -> Non
             (folder / f"{name}{ext}").symlink_to((DATA / "challenge2017_af" / f"{name}{ext}").resolve())
     expected = sum(math.ceil(_header_length(folder / f"{n}.hea")[1] / 300) for n in names)
     out_a, out_b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
-    summary = write_session("cinc2017", folder, out_a, topic="t")
-    write_session("cinc2017", folder, out_b, topic="t")
+    summary = write_session("cinc2017", folder, out_a, topic="t", interleave=False)
+    write_session("cinc2017", folder, out_b, topic="t", interleave=False)
     assert out_a.read_bytes() == out_b.read_bytes()
     assert summary.records == 3 and summary.messages == {"waveform:ecg": expected}
     records = list(read_session(out_a))
@@ -161,7 +161,7 @@ def test_folder_imports_every_record_and_is_deterministic(tmp_path: Path) -> Non
 
 def _interleaved(folder: Path, tmp_path: Path) -> Path:
     out = tmp_path / "merged.jsonl.gz"
-    write_session("cinc2017", folder, out, topic="t", interleave=True)
+    write_session("cinc2017", folder, out, topic="t")  # interleaved by default
     return out
 
 

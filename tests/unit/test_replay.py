@@ -242,3 +242,14 @@ def test_cli_pacing_flags() -> None:
         ["record", "a", "b", "-o", "x.gz", "--seconds", "5", "--max-messages", "9", "--from-beginning"]
     )
     assert (args.topics, args.seconds, args.max_messages, args.from_beginning) == (["a", "b"], 5.0, 9, True)
+
+
+def test_scan_counts_backward_jumps_of_a_record_after_record_session(tmp_path: Path) -> None:
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("A00007", "A00015"):
+        (folder / f"{name}.mat").symlink_to((DATA / "challenge2017_af" / f"{name}.mat").resolve())
+    write_session("cinc2017", folder, tmp_path / "seq.gz", topic="t", interleave=False)
+    write_session("cinc2017", folder, tmp_path / "merged.gz", topic="t")
+    assert scan(read_session(tmp_path / "seq.gz")).backward_jumps == 1  # the second record starts over
+    assert scan(read_session(tmp_path / "merged.gz")).backward_jumps == 0
