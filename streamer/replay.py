@@ -53,7 +53,7 @@ class SessionStats:
     last_ts_ms: int
     step_ms: int
     max_seq: Mapping[str, int] = field(default_factory=dict)
-    backward_jumps: int = 0  # records more than BACKWARD_JUMP_MS older than one sent before them
+    backward_jumps: int = 0  # records more than BACKWARD_JUMP_MS older than the record before them
 
     @property
     def loop_period_ms(self) -> int:
@@ -93,12 +93,12 @@ def scan(records: Iterable[SessionRecord]) -> SessionStats:
     timestamps: set[int] = set()
     max_seq: dict[str, int] = {}
     count = jumps = 0
-    latest = -math.inf
+    previous = -math.inf
     for record in records:
         count += 1
         timestamps.add(record.timestamp_ms)
-        jumps += latest - record.timestamp_ms > BACKWARD_JUMP_MS
-        latest = max(latest, record.timestamp_ms)
+        jumps += previous - record.timestamp_ms > BACKWARD_JUMP_MS
+        previous = record.timestamp_ms
         msg = _message(record.value)
         if msg and isinstance(msg.get("device_id"), str) and isinstance(msg.get("seq"), int):
             max_seq[msg["device_id"]] = max(max_seq.get(msg["device_id"], -1), msg["seq"])
