@@ -191,7 +191,8 @@ def _draw_panel(
     if kind == "wave":
         t_s, x = _waveform(msgs, name, tl.t0_ms)
         _draw_waveform(ax, t_s / tl.div, x)
-        ax.set_ylabel(name)
+        units = next((m.get("units") for m in msgs if m.get("signal") == name and m.get("units")), None)
+        ax.set_ylabel(f"{name} [{units}]" if units else name)
     elif kind == "num":
         vitals = [m for m in msgs if m.get("kind") == "vitals"]
         for field in NUMERIC_GROUPS[name]:
