@@ -176,6 +176,8 @@ def _read_bidmc(record: Path, summary: ImportSummary) -> tuple[str, list[_Pendin
         for column, signal in BIDMC_WAVEFORMS.items():
             if column in columns:
                 pending += _waveforms(columns[column], 125.0, signal, None, summary)
+            else:
+                log.warning("%s has no %s column: no %s chunks", signals.name, column, signal)
     numerics = next((p for p in _siblings(record, "_Numerics.csv")), None)
     if numerics is not None:
         columns = _read_csv_columns(numerics)

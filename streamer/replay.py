@@ -156,6 +156,8 @@ def _rewrite_message(
             new["seq"] = msg["seq"] + loop * (plan.max_seq.get(device_id, msg["seq"]) + 1)
         new["device_id"] = fanout_id(device_id, copy, plan.fan_out)
         key = new["device_id"].encode()
+    if isinstance(msg.get("patient_id"), str):  # a virtual device is a virtual patient too
+        new["patient_id"] = fanout_id(msg["patient_id"], copy, plan.fan_out)
     return json.dumps(new, separators=(",", ":"), ensure_ascii=False).encode(), key
 
 

@@ -142,7 +142,8 @@ def test_loop_continues_seq_and_timestamps(cinc_session: Path) -> None:
 
 @given(st.integers(-(10**9), 10**9), st.integers(0, 5), st.integers(1, 4), st.integers(0, 10**7))
 def test_rewrite_shifts_every_copy_by_one_constant(shift: int, loop: int, fan_out: int, period: int) -> None:
-    value = json.dumps({"kind": "vitals", "device_id": "d", "ts_ms": 10**12, "seq": 7, "spo2_pct": 97.0})
+    value = json.dumps({"kind": "vitals", "device_id": "d", "patient_id": "p", "ts_ms": 10**12, "seq": 7,
+                        "spo2_pct": 97.0})  # fmt: skip
     record = SessionRecord(topic="t", key=b"d", value=value.encode(), timestamp_ms=10**12 + 5)
     plan = ReplayPlan(shift_ms=shift, fan_out=fan_out, loop_period_ms=period, max_seq={"d": 9})
     outs = rewrite(record, plan, loop)
@@ -152,6 +153,8 @@ def test_rewrite_shifts_every_copy_by_one_constant(shift: int, loop: int, fan_ou
         assert msg["ts_ms"] - 10**12 == out.timestamp_ms - (10**12 + 5) == shift + loop * period
         assert msg["seq"] == 7 + loop * 10
         assert msg["spo2_pct"] == 97.0
+        assert (msg["device_id"] == "d") == (msg["patient_id"] == "p") == (fan_out == 1)
+        assert out.key == msg["device_id"].encode()
 
 
 def test_non_json_values_pass_through_unchanged() -> None:
