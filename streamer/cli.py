@@ -14,6 +14,9 @@ COMMAND_MODULES: list[str] = [
     "streamer.commands",
     "streamer.devkafka",
     "streamer.alarm_burden",
+    "streamer.importers",
+    "streamer.replay",
+    "streamer.report",
 ]
 
 
