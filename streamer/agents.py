@@ -45,6 +45,7 @@ async def publish(app: faust.App, outgoing: list[Outgoing]) -> None:
 def wire(app: faust.App, topics: AppTopics, settings: Settings) -> None:
     """Register the agents and tables of the pipeline on ``app``."""
     _wire_ingest(app, topics, settings)
+    _wire_pipeline(app, topics, settings)
 
 
 def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
@@ -129,3 +130,99 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
     async def report_counts() -> None:
         if counts:
             log.info("ingest counts: %s", dict(sorted(counts.items())))
+
+
+def _load_inference(settings: Settings) -> Any | None:
+    try:
+        from .inference import InferenceStage
+
+        return InferenceStage(settings, weights_dir=settings.weights_dir)
+    except Exception:  # the rules go on without models; the stage itself reports MODEL_UNAVAILABLE when it can
+        log.exception("inference stage could not be created; running on rules alone")
+        return None
+
+
+def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> None:
+    from .contracts import TELEMETRY, AlertAck
+    from .pipeline import Pipeline, PipelineOutput
+
+    state_table = app.Table(
+        "device-state", default=None, partitions=settings.partitions, use_partitioner=True,
+        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+    )
+    alert_index = app.Table(  # alert_id -> device_id, so an acknowledgement finds its device after a restart
+        "alert-index", default=None, partitions=settings.partitions, use_partitioner=True,
+        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+    )
+    pipeline = Pipeline(settings, _load_inference(settings))
+    lock = asyncio.Lock()  # the stream, the wall-clock timer and acks all touch the same device runtimes
+    names = settings.topics
+
+    @app.on_partitions_revoked.connect
+    def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        pipeline.forget()
+
+    def _outgoing(out: PipelineOutput) -> list[Outgoing]:
+        now = _now_ms()
+        items: list[Outgoing] = []
+        for f in out.features:
+            items.append((names.features, f.device_id.encode(), f.model_dump_json(exclude_none=True).encode(), None))
+        for sc in out.scores:
+            items.append((names.scores, sc.device_id.encode(), sc.model_dump_json().encode(), None))
+        for a in out.alerts:
+            stamped = a.model_copy(update={"latency": a.latency.model_copy(update={"publish_ts_ms": now})})
+            items.append((names.alerts, a.device_id.encode(), stamped.model_dump_json().encode(), None))
+        return items
+
+    def _persist(devices: set[str], out: PipelineOutput) -> None:
+        for dev in devices:
+            rt = pipeline.devices.get(dev)
+            if rt is not None:
+                state_table[dev.encode()] = rt.to_state()
+        for a in out.alerts:
+            alert_index[a.alert_id.encode()] = a.device_id
+
+    @app.agent(topics.telemetry_valid, name="pipeline")
+    async def process(stream: faust.StreamT[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(settings.stream_take_max, within=settings.stream_take_within_s):
+            batch = []
+            for event in events:
+                headers = dict(event.message.headers or ())
+                ingest = headers.get("ingest_ts_ms")
+                batch.append((TELEMETRY.validate_json(event.value), int(ingest) if ingest else None))
+            devices = {m.device_id for m, _ in batch}
+            async with lock:
+                states = {d: state_table.get(d.encode()) for d in devices if d not in pipeline.devices}
+                out = await loop.run_in_executor(None, pipeline.process, batch, states)
+                await publish(app, _outgoing(out))
+                _persist(devices, out)
+
+    @app.timer(interval=1.0)
+    async def wall_clock() -> None:
+        loop = asyncio.get_running_loop()
+        async with lock:
+            out = await loop.run_in_executor(None, pipeline.tick, _now_ms())
+            if out.features or out.alerts or out.scores:
+                await publish(app, _outgoing(out))
+                _persist({r.device_id for r in [*out.features, *out.alerts, *out.scores]}, out)
+
+    @app.agent(topics.alerts_ack, name="acks")
+    async def acks(stream: faust.StreamT[bytes]) -> None:
+        async for raw in stream:
+            try:
+                ack = AlertAck.model_validate_json(raw)
+            except ValueError as exc:
+                log.warning("ignoring a malformed acknowledgement: %s", str(exc)[:200])
+                continue
+            device = ack.device_id or alert_index.get(ack.alert_id.encode())
+            if not device:
+                log.warning("acknowledgement for unknown alert %s", ack.alert_id)
+                continue
+            async with lock:
+                if device not in pipeline.devices:
+                    pipeline.runtime(device, state_table.get(device.encode()))
+                alerts = pipeline.ack(ack, device)
+                out = PipelineOutput(alerts=alerts)
+                await publish(app, _outgoing(out))
+                _persist({device}, out)
