@@ -12,7 +12,9 @@ Every figure comes from the causal, chunked path: 1-second chunks through :class
 
 from __future__ import annotations
 
+import argparse
 import gzip
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -97,7 +99,7 @@ def stream_signals(
 
 # -- scoring ----------------------------------------------------------------------------------------
 def match_beats(ref: np.ndarray, found: np.ndarray, tol: float) -> tuple[int, int, int]:
-    """Greedy one-to-one matching within ``tol`` samples: (true positives, false negatives, false positives)."""
+    """Greedy one-to-one matching within ``tol`` samples: (true pos., false neg., false pos.)."""
     found = np.sort(found)
     used = np.zeros(len(found), dtype=bool)
     tp = 0
@@ -206,3 +208,102 @@ def evaluate_heartpy_file(path: Path) -> dict[str, Any]:
         "median_rate_bpm": median,
         "plausible": median is not None and 40.0 <= median <= 180.0,
     }
+
+
+# -- aggregate and command line ---------------------------------------------------------------------
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled figures: beats summed over MIT-BIH records; errors pooled over BIDMC windows."""
+    mit = [r for r in records if r["dataset"] == "mitdb"]
+    bid = [r for r in records if r["dataset"] == "bidmc"]
+    hp = [r for r in records if r["dataset"] == "heartpy"]
+    tp, fn, fp = (sum(r[k] for r in mit) for k in ("tp", "fn", "fp"))
+    hr = [e for r in bid for e in r["ppg_hr_abs_err_bpm"]]
+    rr_ppg = [e for r in bid for e in r["resp_ppg_abs_err_bpm"]]
+    rr_imp = [e for r in bid for e in r["resp_imp_abs_err_bpm"]]
+    n_ppg = sum(r["ppg_windows"] for r in bid)
+    n_resp = sum(r["resp_windows"] for r in bid)
+    se_ppv = _se_ppv(tp, fn, fp) if mit else {"sensitivity_pct": None, "ppv_pct": None}
+    return {
+        "qrs_sensitivity_pct": se_ppv["sensitivity_pct"],
+        "qrs_ppv_pct": se_ppv["ppv_pct"],
+        "qrs_tp": tp,
+        "qrs_fn": fn,
+        "qrs_fp": fp,
+        "ppg_hr_mae_bpm": _mean(hr),
+        "ppg_hr_coverage_pct": 100.0 * len(hr) / n_ppg if n_ppg else None,
+        "resp_rate_mae_bpm_ppg": _mean(rr_ppg),
+        "resp_rate_coverage_pct_ppg": 100.0 * len(rr_ppg) / n_ppg if n_ppg else None,
+        "resp_rate_mae_bpm_impedance": _mean(rr_imp),
+        "resp_rate_coverage_pct_impedance": 100.0 * len(rr_imp) / n_resp if n_resp else None,
+        "heartpy_all_plausible": all(r["plausible"] for r in hp) if hp else None,
+        "n_mitdb_records": len(mit),
+        "n_bidmc_records": len(bid),
+        "n_heartpy_files": len(hp),
+        "startup_excluded_s": STARTUP_S,
+        "match_window_s": MATCH_S,
+        "citations": CITATIONS,
+    }
+
+
+def _records(folder: Path) -> list[str]:
+    listing = folder / "RECORDS"
+    return listing.read_text().split() if listing.exists() else []
+
+
+def evaluate(mitdb: Path | None, bidmc: Path | None, heartpy: Path | None) -> dict[str, Any]:
+    """Every record found in the given folders, then the pooled figures."""
+    records = [evaluate_mitdb_record(mitdb, r) for r in _records(mitdb)] if mitdb else []
+    records += [evaluate_bidmc_record(bidmc, r) for r in _records(bidmc)] if bidmc else []
+    if heartpy is not None:
+        files = sorted(p for p in heartpy.iterdir() if p.name.startswith("data") and ".csv" in p.name)
+        records += [evaluate_heartpy_file(p) for p in files]
+    return {"records": [_summary(r) for r in records], "aggregate": aggregate(records)}
+
+
+def _summary(r: dict[str, Any]) -> dict[str, Any]:
+    """Per-record row: each list of window errors becomes its mean and its count."""
+    out: dict[str, Any] = {}
+    for key, value in r.items():
+        if isinstance(value, list):
+            out[key.replace("abs_err", "mae")] = _mean(value)
+            out[key.replace("abs_err_bpm", "n")] = len(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    for row in result["records"]:
+        print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+    print("aggregate:")
+    for key, value in result["aggregate"].items():
+        print(f"  {key:34s} {_fmt(value)}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    result = evaluate(args.mitdb, args.bidmc, args.heartpy)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_table(result)
+    return 0
+
+
+def register_eval(eval_subparsers: Any) -> None:
+    data = default_data_dir()
+    parser = eval_subparsers.add_parser(
+        "signals", help="beat detection, rates and quality on real recordings"
+    )
+    parser.add_argument("--mitdb", type=Path, default=None, help=f"MIT-BIH folder (e.g. {data / 'mitdb'})")
+    parser.add_argument("--bidmc", type=Path, default=None, help=f"BIDMC folder (e.g. {data / 'bidmc'})")
+    parser.add_argument("--heartpy", type=Path, default=None, help="HeartPy examples folder")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
+    parser.set_defaults(func=_run)
