@@ -179,8 +179,10 @@ class EcgBeatDetector(_Detector):
         if len(self.rr) < 2 or i - self.last_qrs <= 1.66 * float(np.mean(self.rr)):
             return []
         _, thr2 = self._thresholds()
-        floor = self.last_qrs + _REFRACTORY_S * self.fs_hz
-        found = [c for c in self.noise_cands if c[1] > thr2 and c[0] >= floor and c[0] >= self.buf_start]
+        # Only candidates whose samples every chunking still holds (the buffer start depends on chunk sizes).
+        held = i + self.w - self.hist + self.n_mwi + self.delay
+        floor = max(self.last_qrs + _REFRACTORY_S * self.fs_hz, held)
+        found = [c for c in self.noise_cands if c[1] > thr2 and c[0] >= floor]
         if not found:
             return []
         idx, peak = max(found, key=lambda c: c[1])
