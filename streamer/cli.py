@@ -13,6 +13,8 @@ import sys
 COMMAND_MODULES: list[str] = [
     "streamer.commands",
     "streamer.devkafka",
+    "streamer.analyze",
+    "streamer.evaluation",
     "streamer.alarm_burden",
     "streamer.importers",
     "streamer.replay",
