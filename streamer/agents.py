@@ -42,6 +42,17 @@ async def publish(app: faust.App, outgoing: list[Outgoing]) -> None:
     await asyncio.gather(*futures)
 
 
+async def warm_metadata(app: faust.App, *tables: Any) -> None:
+    """Fetch partition metadata of the tables' changelog topics before the first write.
+
+    Tables with ``use_partitioner`` hash the key synchronously, which fails with a TypeError inside aiokafka when
+    the producer has never seen the changelog topic yet.
+    """
+    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+    for table in tables:
+        await producer.partitions_for(table.changelog_topic.get_topic_name())
+
+
 def wire(app: faust.App, topics: AppTopics, settings: Settings) -> None:
     """Register the agents and tables of the pipeline on ``app``."""
     _wire_ingest(app, topics, settings)
@@ -63,6 +74,7 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
 
     @app.agent(topics.telemetry, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
+        await warm_metadata(app, seq_table)
         async for events in stream.take_events(settings.stream_take_max, within=settings.stream_take_within_s):
             trackers: dict[bytes, SeqTracker] = {}
             outgoing: list[Outgoing] = []
@@ -184,6 +196,7 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
 
     @app.agent(topics.telemetry_valid, name="pipeline")
     async def process(stream: faust.StreamT[bytes]) -> None:
+        await warm_metadata(app, state_table, alert_index)
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.stream_take_max, within=settings.stream_take_within_s):
             batch = []
@@ -209,6 +222,7 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
 
     @app.agent(topics.alerts_ack, name="acks")
     async def acks(stream: faust.StreamT[bytes]) -> None:
+        await warm_metadata(app, state_table, alert_index)
         async for raw in stream:
             try:
                 ack = AlertAck.model_validate_json(raw)
