@@ -159,11 +159,17 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
     from .pipeline import Pipeline, PipelineOutput
 
     state_table = app.Table(
-        "device-state", default=None, partitions=settings.partitions, use_partitioner=True,
+        "device-state",
+        default=None,
+        partitions=settings.partitions,
+        use_partitioner=True,
         schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
     )
     alert_index = app.Table(  # alert_id -> device_id, so an acknowledgement finds its device after a restart
-        "alert-index", default=None, partitions=settings.partitions, use_partitioner=True,
+        "alert-index",
+        default=None,
+        partitions=settings.partitions,
+        use_partitioner=True,
         schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
     )
     pipeline = Pipeline(settings, _load_inference(settings))

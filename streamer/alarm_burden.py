@@ -107,9 +107,7 @@ def policy_alerts(record: str, num: dict[str, np.ndarray], window_s: int, settin
         usable = quality >= settings.sqi_threshold
         low_windows += not usable
         ppg = FeatureWindow(record, "ppg", start_ms, end_ms, quality, usable, {"pulse_rate_bpm": None})
-        numerics = FeatureWindow(
-            record, "numerics", start_ms, end_ms, None, True, _window_features(num, rows)
-        )
+        numerics = FeatureWindow(record, "numerics", start_ms, end_ms, None, True, _window_features(num, rows))
         for alert in policy.on_window(ppg) + policy.on_window(numerics):
             if alert.state is AlertState.RAISED:
                 raised[alert.condition.value] += 1

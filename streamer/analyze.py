@@ -45,8 +45,12 @@ def analyze_records(
     now_ms = int(time.time() * 1000)
     for record in records:
         result.counts["records"] += 1
-        checked = validate(record.value or b"", now_ms=now_ms, max_message_bytes=settings.max_message_bytes,
-                           future_margin_ms=settings.future_margin_ms)
+        checked = validate(
+            record.value or b"",
+            now_ms=now_ms,
+            max_message_bytes=settings.max_message_bytes,
+            future_margin_ms=settings.future_margin_ms,
+        )
         if not isinstance(checked, Accepted):
             result.counts[f"dead_lettered.{checked.code}"] += 1
             continue
@@ -82,8 +86,11 @@ def default_inference(settings: Settings) -> Any | None:
 
 def _cmd(args: argparse.Namespace) -> int:
     settings = Settings()
-    records = (r for r in read_session(args.session) if r.key is None or args.device is None
-               or r.key.decode("utf-8", "replace") == args.device)
+    records = (
+        r
+        for r in read_session(args.session)
+        if r.key is None or args.device is None or r.key.decode("utf-8", "replace") == args.device
+    )
     inference = None if args.no_models else default_inference(settings)
     result = analyze_records(records, settings, inference=inference, flush=not args.no_flush)
     if args.json:
@@ -91,19 +98,25 @@ def _cmd(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     counts = result.counts
-    print(f"session {args.session}: {counts['records']} records, {counts['valid']} valid, "
-          f"{sum(v for k, v in counts.items() if k.startswith('dead_lettered'))} dead-lettered, "
-          f"{counts['duplicates']} duplicates")
+    print(
+        f"session {args.session}: {counts['records']} records, {counts['valid']} valid, "
+        f"{sum(v for k, v in counts.items() if k.startswith('dead_lettered'))} dead-lettered, "
+        f"{counts['duplicates']} duplicates"
+    )
     print(f"features: {counts['features']} windows; scores: {counts['scores']}; alert transitions: {counts['alerts']}")
     for a in result.output.alerts:
         when = time.strftime("%H:%M:%S", time.gmtime(a.transition_ts_ms / 1000))
-        print(f"  {when}  {a.priority.value:6s} {a.state.value:12s} {a.condition.value:20s} {a.device_id:16s} "
-              f"{a.alert_id[:12]}  {a.message}")
+        print(
+            f"  {when}  {a.priority.value:6s} {a.state.value:12s} {a.condition.value:20s} {a.device_id:16s} "
+            f"{a.alert_id[:12]}  {a.message}"
+        )
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("analyze", help="run stages 1-5 over a session offline (no Kafka): features, scores, alerts")
+    p = subparsers.add_parser(
+        "analyze", help="run stages 1-5 over a session offline (no Kafka): features, scores, alerts"
+    )
     p.add_argument("session", type=Path)
     p.add_argument("--json", action="store_true", help="one JSON object: features, scores, alerts, counts")
     p.add_argument("--device", help="only this device")

@@ -14,6 +14,7 @@ COMMAND_MODULES: list[str] = [
     "streamer.commands",
     "streamer.devkafka",
     "streamer.analyze",
+    "streamer.subscribe",
     "streamer.evaluation",
     "streamer.alarm_burden",
     "streamer.importers",

@@ -164,9 +164,7 @@ class Track:
         self.run_start_ms, self.run_count = None, 0
 
 
-def step(
-    rule: Rule, track: Track, value: float | None, start_ms: int, end_ms: int, max_gap_ms: int
-) -> str | None:
+def step(rule: Rule, track: Track, value: float | None, start_ms: int, end_ms: int, max_gap_ms: int) -> str | None:
     """Feed one value covering [start_ms, end_ms]; returns "enter", "exit" or None.
 
     A missing (or suppressed) value, or a gap longer than ``max_gap_ms`` since the previous value,

@@ -299,9 +299,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register_eval(eval_subparsers: Any) -> None:
     data = default_data_dir()
-    parser = eval_subparsers.add_parser(
-        "signals", help="beat detection, rates and quality on real recordings"
-    )
+    parser = eval_subparsers.add_parser("signals", help="beat detection, rates and quality on real recordings")
     parser.add_argument("--mitdb", type=Path, default=None, help=f"MIT-BIH folder (e.g. {data / 'mitdb'})")
     parser.add_argument("--bidmc", type=Path, default=None, help=f"BIDMC folder (e.g. {data / 'bidmc'})")
     parser.add_argument("--heartpy", type=Path, default=None, help="HeartPy examples folder")

@@ -213,9 +213,7 @@ def _read_sepsis2019(record: Path, summary: ImportSummary) -> tuple[str, list[_P
 
 
 def _bidmc_records(folder: Path) -> list[Path]:
-    names = {
-        m.group(1) for p in folder.iterdir() if (m := re.match(r"(bidmc_\d+)_(Signals|Numerics)", p.name))
-    }
+    names = {m.group(1) for p in folder.iterdir() if (m := re.match(r"(bidmc_\d+)_(Signals|Numerics)", p.name))}
     return [folder / n for n in sorted(names)]
 
 
@@ -245,9 +243,7 @@ def record_paths(kind: str, path: Path) -> list[Path]:
     return folder_records(path) if path.is_dir() else [single(path)]
 
 
-def _timed_records(
-    kind: str, path: Path, summary: ImportSummary
-) -> Iterator[Iterator[tuple[int, bytes, bytes]]]:
+def _timed_records(kind: str, path: Path, summary: ImportSummary) -> Iterator[Iterator[tuple[int, bytes, bytes]]]:
     records = record_paths(kind, path)
     reader = READERS[kind][0]
     for record in records:
@@ -256,9 +252,7 @@ def _timed_records(
         yield _messages(device_id, pending, summary)
 
 
-def import_records(
-    kind: str, path: Path, summary: ImportSummary | None = None
-) -> Iterator[tuple[str, bytes]]:
+def import_records(kind: str, path: Path, summary: ImportSummary | None = None) -> Iterator[tuple[str, bytes]]:
     """(key, value) telemetry messages of every record under ``path``, record after record."""
     summary = ImportSummary() if summary is None else summary
     for messages in _timed_records(kind, path, summary):

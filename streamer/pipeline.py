@@ -48,15 +48,25 @@ class DeviceRuntime:
     models: dict[str, Any] = field(default_factory=dict)
 
     def to_state(self) -> dict[str, Any]:
-        return {"signals": self.signals.to_state(), "policy": self.policy.to_state(),
-                "seen": self.seen.to_state(), "models": self.models}
+        return {
+            "signals": self.signals.to_state(),
+            "policy": self.policy.to_state(),
+            "seen": self.seen.to_state(),
+            "models": self.models,
+        }
 
 
 def feature_record(fw: FeatureWindow) -> FeatureRecord:
     return FeatureRecord(
-        device_id=fw.device_id, patient_id=fw.patient_id, signal=fw.signal,  # type: ignore[arg-type]
-        window_start_ms=fw.window_start_ms, window_end_ms=fw.window_end_ms, signal_quality=fw.signal_quality,
-        usable=fw.usable, features=dict(fw.features), feature_version=fw.feature_version,
+        device_id=fw.device_id,
+        patient_id=fw.patient_id,
+        signal=fw.signal,  # type: ignore[arg-type]
+        window_start_ms=fw.window_start_ms,
+        window_end_ms=fw.window_end_ms,
+        signal_quality=fw.signal_quality,
+        usable=fw.usable,
+        features=dict(fw.features),
+        feature_version=fw.feature_version,
     )
 
 
@@ -102,8 +112,7 @@ class Pipeline:
         out = PipelineOutput()
         steps: list[tuple[DeviceRuntime, StageOutput, int | None]] = []
         for msg, ingest_ts_ms in batch:
-            rt = self.runtime(msg.device_id, states.get(msg.device_id) if states is not None else None,
-                              msg.patient_id)
+            rt = self.runtime(msg.device_id, states.get(msg.device_id) if states is not None else None, msg.patient_id)
             # At-least-once redelivery after a restart: the state already holds this message.
             if rt.seen.check(msg.seq) is not SeqStatus.NEW:
                 out.duplicates += 1

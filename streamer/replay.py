@@ -335,9 +335,7 @@ def _cmd_replay(args) -> int:  # type: ignore[no-untyped-def]
     progress = None if args.no_progress else _ProgressBar(total)
 
     def send(out: OutRecord) -> None:
-        producer.send(
-            topic, value=out.value, key=out.key, headers=list(out.headers), timestamp_ms=out.timestamp_ms
-        )
+        producer.send(topic, value=out.value, key=out.key, headers=list(out.headers), timestamp_ms=out.timestamp_ms)
 
     try:
         result = replay(lambda: read_session(args.session), send, plan, stats.first_ts_ms,
@@ -347,9 +345,7 @@ def _cmd_replay(args) -> int:  # type: ignore[no-untyped-def]
         producer.close()
         if progress:
             progress.done()
-    print(
-        f"sent {result.sent} messages to {topic} in {result.elapsed_s:.1f} s ({result.rate_per_s:,.0f} msg/s)"
-    )
+    print(f"sent {result.sent} messages to {topic} in {result.elapsed_s:.1f} s ({result.rate_per_s:,.0f} msg/s)")
     return 0
 
 

@@ -89,9 +89,7 @@ def episodes(alerts: Iterable[dict[str, Any]]) -> list[Episode]:
 
 def _waveform(msgs: list[dict[str, Any]], signal: str, t0_ms: int) -> tuple[np.ndarray, np.ndarray]:
     chunks = [m for m in msgs if m.get("kind") == "waveform" and m["signal"] == signal]
-    t = np.concatenate(
-        [(m["ts_ms"] - t0_ms) / 1000 + np.arange(len(m["samples"])) / m["fs_hz"] for m in chunks]
-    )
+    t = np.concatenate([(m["ts_ms"] - t0_ms) / 1000 + np.arange(len(m["samples"])) / m["fs_hz"] for m in chunks])
     x = np.concatenate([np.asarray(m["samples"], float) * (m.get("scale") or 1) + (m.get("offset") or 0)
                         for m in chunks])  # fmt: skip
     return t, x
@@ -113,23 +111,17 @@ class _Timeline:
     def __init__(self, t0_ms: int, t1_ms: int) -> None:
         span_s = (t1_ms - t0_ms) / 1000
         self.t0_ms = t0_ms
-        self.unit, self.div = (
-            ("s", 1) if span_s <= 300 else ("min", 60) if span_s <= 3 * 3600 else ("h", 3600)
-        )
+        self.unit, self.div = ("s", 1) if span_s <= 300 else ("min", 60) if span_s <= 3 * 3600 else ("h", 3600)
 
     def __call__(self, ts_ms: Any) -> Any:
         return (np.asarray(ts_ms, float) - self.t0_ms) / 1000 / self.div
 
 
 def _plan_panels(msgs: list[dict[str, Any]], analysis: dict[str, Any]) -> list[str]:
-    signals = sorted(
-        {m["signal"] for m in msgs if m.get("kind") == "waveform"}, key=["ecg", "ppg", "resp"].index
-    )
+    signals = sorted({m["signal"] for m in msgs if m.get("kind") == "waveform"}, key=["ecg", "ppg", "resp"].index)
     vitals = [m for m in msgs if m.get("kind") == "vitals"]
     panels = [f"wave:{s}" for s in signals]
-    panels += [
-        f"num:{g}" for g, fields in NUMERIC_GROUPS.items() if any(f in v for v in vitals for f in fields)
-    ]
+    panels += [f"num:{g}" for g, fields in NUMERIC_GROUPS.items() if any(f in v for v in vitals for f in fields)]
     if analysis.get("features"):
         panels += ["rates", "quality"]
     panels += ["scores"] if analysis.get("scores") else []
@@ -184,9 +176,7 @@ def render_png(device_id: str, msgs: list[dict[str, Any]], analysis: dict[str, A
     return buf.getvalue()
 
 
-def _draw_panel(
-    ax: Axes, panel: str, msgs: list[dict], analysis: dict[str, Any], tl: _Timeline, last_ms: int
-) -> None:
+def _draw_panel(ax: Axes, panel: str, msgs: list[dict], analysis: dict[str, Any], tl: _Timeline, last_ms: int) -> None:
     kind, _, name = panel.partition(":")
     if kind == "wave":
         t_s, x = _waveform(msgs, name, tl.t0_ms)

@@ -129,9 +129,7 @@ class SessionWriter:
         self.count = 0
         self._raw = self.path.open("wb")
         # filename="" and mtime=0 keep the gzip header free of names and clocks (deterministic files).
-        self._gzip = gzip.GzipFile(
-            filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=COMPRESS_LEVEL
-        )
+        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=COMPRESS_LEVEL)
         self._text = io.TextIOWrapper(self._gzip, encoding="utf-8", newline="\n")
         header = {"session": self.header.version, "created_ms": self.header.created_ms, "source": source}
         self._text.write(json.dumps(header, separators=(",", ":")) + "\n")

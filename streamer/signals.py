@@ -138,9 +138,7 @@ class DeviceSignalProcessor:
     def _numeric_windows(self, closed: list[tuple[int, list[dict[str, Any]]]]) -> list[FeatureWindow]:
         width = self.numerics.window_ms
         return [
-            FeatureWindow(
-                self.device_id, "numerics", start, start + width, None, True, numerics_features(rows)
-            )
+            FeatureWindow(self.device_id, "numerics", start, start + width, None, True, numerics_features(rows))
             for start, rows in closed
         ]
 
@@ -158,11 +156,7 @@ class DeviceSignalProcessor:
             return []
         self.low_quality[w.signal] = low
         detail = f"{w.signal} quality {w.signal_quality:.2f} vs threshold {self.settings.sqi_threshold}"
-        return [
-            self._event(
-                Condition.LOW_SIGNAL_QUALITY, low, w.window_end_ms, detail, w.signal, w.signal_quality
-            )
-        ]
+        return [self._event(Condition.LOW_SIGNAL_QUALITY, low, w.window_end_ms, detail, w.signal, w.signal_quality)]
 
     def _event(
         self,

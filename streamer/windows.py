@@ -201,9 +201,7 @@ class WindowSchedule:
             self.next_start_ms += self.hop_ms
         return out
 
-    def partial(
-        self, data_start_ms: float, data_end_ms: float, min_fraction: float = 0.5
-    ) -> list[tuple[int, int]]:
+    def partial(self, data_start_ms: float, data_end_ms: float, min_fraction: float = 0.5) -> list[tuple[int, int]]:
         """At the end of a segment: the window in progress, if data cover at least ``min_fraction`` of it."""
         out = []
         while self.next_start_ms is not None and self.next_start_ms < data_end_ms:
