@@ -129,10 +129,11 @@ MODEL_RULES: dict[str, Rule] = {
 }  # fmt: skip
 DEFAULT_MODEL_THRESHOLD = 0.5
 
-# Technical conditions. LOW_SIGNAL_QUALITY from windows needs 10 s of low quality (a single 8 s PPG
-# window spoilt by movement is common); suppression of physiological rules is immediate regardless.
+# Technical conditions. LOW_SIGNAL_QUALITY from windows needs 30 s of low quality to raise and 30 s of good
+# quality to clear (windows spoilt by movement come and go; on noisy MIT-BIH 203 a 10 s delay gave one
+# episode a minute); suppression of physiological rules is immediate regardless.
 LOW_QUALITY_RULE = Rule(C.LOW_SIGNAL_QUALITY, P.LOW, "technical", "low_quality", Threshold(">=", 1),
-                        Threshold("<", 1), 10, 10, label="signal quality")  # fmt: skip
+                        Threshold("<", 1), 30, 30, label="signal quality")  # fmt: skip
 TECHNICAL_PRIORITY: dict[Condition, Priority] = {
     C.LOW_SIGNAL_QUALITY: P.LOW,
     C.DEVICE_SILENT: P.MEDIUM,  # a silent wearable means no monitoring at all: prompt response

@@ -227,7 +227,9 @@ class AlertPolicy:
         """Open or close a technical episode to match its desired state (events, or the quality track)."""
         desired = bool(self.tech.get(condition.value))
         if condition is Condition.LOW_SIGNAL_QUALITY:
-            desired = desired or self.tracks.get(condition.value, Track()).active
+            # The alert follows the persistence track only: the processor's quality events switch suppression on
+            # and off at once, but an alert per spoilt window would be the alarm fatigue we exist to prevent.
+            desired = self.tracks.get(condition.value, Track()).active
         is_open = condition.value in self.episodes
         if desired and not is_open:
             track = self.tracks.get(condition.value, Track())
