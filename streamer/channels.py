@@ -18,13 +18,14 @@ from streamer.beats import EcgBeatDetector, PpgBeatDetector
 from streamer.config import Settings
 from streamer.features import (
     activity_g,
+    breath_onsets,
     finite_or_none,
     resp_rate_from_beats,
     resp_rate_from_signal,
     rr_features,
 )
 from streamer.filters import CausalFilter
-from streamer.quality import template_score, window_quality
+from streamer.quality import breath_regularity_score, template_score, window_quality
 from streamer.records import FeatureWindow
 from streamer.windows import Reset, RingBuffer, Samples, SampleStream, WindowSchedule
 
@@ -162,7 +163,10 @@ class Channel:
             }
             return self._record(start_ms, end_ms, None, True, feats)
         if self.signal == "resp":
-            q, _ = window_quality(raw, self.fs_hz, None, motion, flat_run_s=2.0, clip_tolerance=0.3)
+            # Clipping is tolerated (a saturated signal still crosses its mean once per breath); an irregular
+            # breath rhythm is not.
+            q, _ = window_quality(raw, self.fs_hz, None, motion, flat_run_s=2.0, clip_tolerance=1.0)
+            q = min(q, breath_regularity_score(breath_onsets(filt, self.fs_hz), self.fs_hz))
             usable = q >= self.sqi_threshold
             rate = resp_rate_from_signal(filt, self.fs_hz) if usable else None
             return self._record(start_ms, end_ms, q, usable, {"resp_rate_bpm": rate, "gap_s": gap_s})

@@ -72,6 +72,15 @@ def template_score(x: np.ndarray, beats: np.ndarray, fs_hz: float) -> float:
     return float(np.clip((corr - _CORR_BAD) / (_CORR_GOOD - _CORR_BAD), 0.0, 1.0))
 
 
+def breath_regularity_score(onsets: np.ndarray, fs_hz: float) -> float:
+    """1 when breath-to-breath intervals are regular (CV <= 0.35), falling to 0 at CV 0.8 or < 3 breaths."""
+    if len(onsets) < 4:
+        return 0.0
+    intervals = np.diff(onsets) / fs_hz
+    cv = float(np.std(intervals) / np.mean(intervals))
+    return float(np.clip((0.8 - cv) / 0.45, 0.0, 1.0))
+
+
 def window_quality(
     x: np.ndarray,
     fs_hz: float,
@@ -83,8 +92,9 @@ def window_quality(
 ) -> tuple[float, dict[str, float]]:
     """Overall quality in [0, 1] and its components (``beats=None`` skips the template check, e.g. resp).
 
-    Respiration is judged with ``flat_run_s=2`` and ``clip_tolerance=0.3``: a saturated impedance signal
-    (common: BIDMC's RESP sits at its rail in up to 15% of samples) still crosses its mean once per breath.
+    Respiration is judged with ``flat_run_s=2`` and ``clip_tolerance=1`` (clipping ignored) plus
+    :func:`breath_regularity_score`: a saturated impedance signal (BIDMC's RESP sits at a rail in up to half
+    of its samples in some records) still crosses its mean once per breath.
     """
     parts = {
         "flat": flat_score(x, fs_hz, flat_run_s),

@@ -7,7 +7,8 @@ segment is at ``origin_ms + k * 1000 / fs_hz``, so any chunking of the same reco
 - Chunks whose ``seq`` was already seen, or whose samples were all seen, are duplicates and are dropped
   (a partial overlap keeps only its new tail).
 - A chunk that starts after the expected next sample is held for up to ``late_grace_ms`` of event time, so
-  a late chunk filling the hole is put in order first.
+  a late chunk filling the hole is put in order first. Likewise a segment's first chunk waits for the grace,
+  in case an earlier one is still on its way.
 - A hole still open after the grace is a gap: up to ``MAX_INTERP_S`` (1 s) it is bridged by a straight line
   and counted; a longer hole ends the segment (filters and buffers reset, reported to the caller).
 
@@ -105,8 +106,6 @@ class SampleStream:
             self.counts["duplicates"] += 1
             return []
         self.seen_seq = (self.seen_seq + [seq])[-self.seen_seq_max :]
-        if self.origin_ms is None:
-            self.origin_ms = float(ts_ms)
         self.newest_end_ms = max(self.newest_end_ms, ts_ms + len(samples) * 1000.0 / self.fs_hz)
         self.pending.append((int(ts_ms), int(seq), [float(v) for v in samples]))
         self.pending.sort(key=lambda p: (p[0], p[1]))
@@ -124,6 +123,10 @@ class SampleStream:
         out: list[Samples | Reset] = []
         while self.pending:
             ts_ms, _, values = self.pending[0]
+            if self.origin_ms is None:  # a segment starts only once an earlier chunk can no longer come
+                if not force and self.newest_end_ms - ts_ms <= self.late_grace_ms:
+                    break
+                self.origin_ms = float(ts_ms)
             offset = self._offset(ts_ms)
             if offset > 0 and not force and self.newest_end_ms - ts_ms <= self.late_grace_ms:
                 break  # a hole before this chunk: wait for the late chunk within the grace
