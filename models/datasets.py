@@ -21,7 +21,6 @@ AF_CLASSES: tuple[str, ...] = ("N", "A", "O", "~")
 # MIT-BIH rhythm labels folded into the Challenge 2017 classes (atrial flutter counts with AF).
 MITDB_RHYTHM_CLASS = {"(AFIB": "A", "(AFL": "A", "(N": "N"}
 MITDB_TEST_RECORDS = ("105", "202", "208")  # record-level hold-out with one AF record
-MITDB_SEGMENT_BEATS = 60
 
 
 def data_dir() -> Path:
@@ -89,6 +88,7 @@ class RRSequence:
     name: str
     rr_ms: np.ndarray  # (T,)
     label: int
+    beat_labels: np.ndarray | None = None  # (T,) rhythm class of each interval, where annotated
 
 
 def rr_from_peaks(peaks: np.ndarray, fs_hz: float) -> np.ndarray:
@@ -116,7 +116,7 @@ def load_challenge2017(folder: Path, names: Sequence[str] | None = None) -> list
 
 
 def load_mitdb(folder: Path, records: Sequence[str]) -> list[RRSequence]:
-    """MIT-BIH lead MLII cut into 60-beat RR segments labelled by the annotated rhythm (majority)."""
+    """Whole MIT-BIH records (lead MLII) as RR sequences with each interval's annotated rhythm class."""
     import wfdb
 
     from streamer.beats import ecg_r_peaks
@@ -128,11 +128,8 @@ def load_mitdb(folder: Path, records: Sequence[str]) -> list[RRSequence]:
         fs_hz = float(record.fs)
         peaks = np.asarray(ecg_r_peaks(record.p_signal[:, 0].astype(np.float64), fs_hz))
         rhythm = _rhythm_at(peaks[1:], ann)  # class of the beat that ends each interval
-        rr = rr_from_peaks(peaks, fs_hz)
-        for k, start in enumerate(range(0, len(rr) - MITDB_SEGMENT_BEATS + 1, MITDB_SEGMENT_BEATS)):
-            seg = slice(start, start + MITDB_SEGMENT_BEATS)
-            label = int(np.bincount(rhythm[seg], minlength=len(AF_CLASSES)).argmax())
-            out.append(RRSequence(f"mitdb{rec}_{k:03d}", rr[seg], label))
+        label = int(np.bincount(rhythm, minlength=len(AF_CLASSES)).argmax())
+        out.append(RRSequence(f"mitdb{rec}", rr_from_peaks(peaks, fs_hz), label, rhythm))
     return out
 
 

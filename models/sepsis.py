@@ -25,17 +25,26 @@ SEED = 2019
 TREE_LAGS_H = (1, 3, 6)
 
 
+N_INPUTS = N_VITAL_INPUTS + 1
+HOURS_SCALE = 100.0
+
+
+def with_hours(x: np.ndarray, first_hour: int) -> np.ndarray:
+    """Append hours since the stream began (the ICU length of stay in training), scaled. (T, 14) -> (T, 15)."""
+    hours = (first_hour + np.arange(len(x), dtype=np.float32))[:, None] / HOURS_SCALE
+    return np.concatenate([x, hours], axis=1).astype(np.float32)
+
+
 def encode(patients: Sequence[Patient], mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
-    """GRU inputs (T, 14) of each whole stay, from an empty carried state."""
-    return [vitals_inputs(p.vitals, np.full(len(VITALS), np.nan), mean, std)[0] for p in patients]
+    """Model inputs (T, 15) of each whole stay, from an empty carried state."""
+    return [with_hours(vitals_inputs(p.vitals, np.full(len(VITALS), np.nan), mean, std)[0], 0) for p in patients]
 
 
 def tree_features(x: np.ndarray) -> np.ndarray:
-    """The GRU's hourly inputs plus what a memoryless model needs: hour index and lagged changes."""
+    """The GRU's hourly inputs plus what a memoryless model needs: changes over 1, 3 and 6 h. (T, 36)."""
     z = x[:, : len(VITALS)]  # (T, 7) carried-forward z-scores
     lags = [z - np.concatenate([np.repeat(z[:1], k, axis=0), z[:-k]])[: len(z)] for k in TREE_LAGS_H]
-    hours = np.arange(len(x), dtype=np.float32)[:, None]
-    return np.concatenate([x, *lags, hours], axis=1)
+    return np.concatenate([x, *lags], axis=1)
 
 
 def best_threshold(labels: Sequence[np.ndarray], probs: Sequence[np.ndarray]) -> float:
@@ -110,10 +119,10 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     y = {k: [p.labels.astype(np.float32) for p in v] for k, v in parts.items()}
     pos = float(np.concatenate(y["train"]).mean())
 
-    model = build(GRUConfig(n_inputs=N_VITAL_INPUTS, n_outputs=1, n_hidden=32))
+    model = build(GRUConfig(n_inputs=N_INPUTS, n_outputs=1, n_hidden=64))
     items = [(xi, yi[:, None]) for xi, yi in zip(x["train"], y["train"], strict=True)]
     val_auroc = lambda m: metrics.safe_auroc(np.concatenate(y["val"]), np.concatenate(gru_probs(m, x["val"])))  # noqa: E731
-    model, history = fit(model, items, _bce(min(20.0, (1 - pos) / pos)), val_auroc, epochs=1 if quick else 10)
+    model, history = fit(model, items, _bce(min(20.0, (1 - pos) / pos)), val_auroc, epochs=1 if quick else 40, lr=5e-3)
     gru = {k: gru_probs(model, x[k]) for k in ("val", "test")}
     gru_thr = best_threshold(y["val"], gru["val"])
 
