@@ -103,7 +103,9 @@ def challenge_scores(labels: np.ndarray, probs: np.ndarray, seed: int = SEED) ->
         "n_records": len(labels),
         "f1_af": metrics.with_ci(f1_af(everyone), metrics.bootstrap_ci(f1_af, len(labels), seed)),
         "f1_mean_nao": metrics.with_ci(f1_nao(everyone), metrics.bootstrap_ci(f1_nao, len(labels), seed)),
-        "f1_per_class": dict(zip(AF_CLASSES, np.round(metrics.f1_per_class(labels, pred, 4), 4).tolist())),
+        "f1_per_class": dict(
+            zip(AF_CLASSES, np.round(metrics.f1_per_class(labels, pred, 4), 4).tolist(), strict=True)
+        ),
         "confusion_rows_true_cols_pred": confusion.tolist(),
         "auroc_af_vs_rest": round(metrics.safe_auroc((labels == A).astype(int), probs[:, A]), 4),
     }
@@ -115,9 +117,14 @@ def beat_scores(model: GRUNet, records: Sequence[RRSequence], threshold: float) 
     y = np.concatenate([r.beat_labels == A for r in records])
     p = np.concatenate([np.exp(o[:, A]) / np.exp(o).sum(axis=1) for o in outs])
     hit = p >= threshold
-    return {"records": [r.name for r in records], "n_intervals": int(len(y)), "n_af_intervals": int(y.sum()),
-            "sensitivity": round(float(hit[y].mean()), 4) if y.any() else None,
-            "specificity": round(float((~hit[~y]).mean()), 4), "auroc": round(metrics.safe_auroc(y, p), 4)}
+    return {
+        "records": [r.name for r in records],
+        "n_intervals": int(len(y)),
+        "n_af_intervals": int(y.sum()),
+        "sensitivity": round(float(hit[y].mean()), 4) if y.any() else None,
+        "specificity": round(float((~hit[~y]).mean()), 4),
+        "auroc": round(metrics.safe_auroc(y, p), 4),
+    }
 
 
 def best_af_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -145,7 +152,9 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
 
     model = build(GRUConfig(n_inputs=N_RR_INPUTS, n_outputs=len(AF_CLASSES), n_hidden=32))
     select = lambda m: challenge_scores(y["val"], record_probs(m, parts["val"]))["f1_mean_nao"]["value"]  # noqa: E731
-    model, history = fit(model, items, _cross_entropy, select, epochs=1 if quick else 40, lr=3e-3, batch_size=32)
+    model, history = fit(
+        model, items, _cross_entropy, select, epochs=1 if quick else 40, lr=3e-3, batch_size=32
+    )
     val_probs = record_probs(model, parts["val"])
     threshold = best_af_threshold(y["val"], val_probs)
     test = challenge_scores(y["test"], record_probs(model, parts["test"]))
@@ -159,11 +168,21 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
         "thresholds": {"af": threshold},
         "data_sha256": files_sha256(_training_files(data, names, mitdb_train + mitdb_test), data),
         "data_files": len(names) + len(mitdb_train + mitdb_test),
-        "split": {"seed": SEED, "unit": "recording", "stratified_by": "label", "fractions": [0.6, 0.2, 0.2],
-                  "n": {k: len(v) for k, v in split.items()}, "test_records": split["test"],
-                  "mitdb_train_records": mitdb_train, "mitdb_test_records": mitdb_test},
-        "metrics": {"test": test, "val": challenge_scores(y["val"], val_probs),
-                    "mitdb_test_beats": beat_scores(model, mit_test, threshold) if mit_test else None},
+        "split": {
+            "seed": SEED,
+            "unit": "recording",
+            "stratified_by": "label",
+            "fractions": [0.6, 0.2, 0.2],
+            "n": {k: len(v) for k, v in split.items()},
+            "test_records": split["test"],
+            "mitdb_train_records": mitdb_train,
+            "mitdb_test_records": mitdb_test,
+        },
+        "metrics": {
+            "test": test,
+            "val": challenge_scores(y["val"], val_probs),
+            "mitdb_test_beats": beat_scores(model, mit_test, threshold) if mit_test else None,
+        },
         "history": history,
         "quick": quick,
     }
@@ -176,5 +195,7 @@ def _mitdb_records(data: Path) -> list[str]:
 
 
 def _training_files(data: Path, names: Sequence[str], mitdb: Sequence[str]) -> list[Path]:
-    c17 = [data / "challenge2017_af" / f"{n}.mat" for n in names] + [data / "challenge2017_af" / "REFERENCE.csv"]
+    c17 = [data / "challenge2017_af" / f"{n}.mat" for n in names] + [
+        data / "challenge2017_af" / "REFERENCE.csv"
+    ]
     return c17 + [data / "mitdb" / f"{r}.{ext}" for r in mitdb for ext in ("dat", "hea", "atr")]

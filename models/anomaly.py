@@ -35,7 +35,9 @@ def step_scores(pred_prev: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.where(n > 0, np.nansum(err, axis=1) / np.maximum(n, 1), np.nan)
 
 
-def stay_scores(model: GRUNet, vitals: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
+def stay_scores(
+    model: GRUNet, vitals: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray
+) -> list[np.ndarray]:
     """Scores of hours 1..T-1 of each stay (hour 0 has no forecast)."""
     empty = np.full(len(VITALS), np.nan)
     inputs = [vitals_inputs(v, empty, mean, std)[0] for v in vitals]
@@ -55,8 +57,13 @@ def alarm_rate(scores: Sequence[np.ndarray], threshold: float, seed: int = SEED)
     hours = np.array([np.sum(~np.isnan(s)) for s in scores], dtype=float)
     rate = lambda idx: float(above[idx].sum() / max(hours[idx].sum(), 1))  # noqa: E731
     everyone = np.arange(len(scores))
-    return {"n_patients": len(scores), "n_scored_hours": int(hours.sum()),
-            "alarms_per_patient_hour": metrics.with_ci(rate(everyone), metrics.bootstrap_ci(rate, len(scores), seed))}
+    return {
+        "n_patients": len(scores),
+        "n_scored_hours": int(hours.sum()),
+        "alarms_per_patient_hour": metrics.with_ci(
+            rate(everyone), metrics.bootstrap_ci(rate, len(scores), seed)
+        ),
+    }
 
 
 def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, Any]:
@@ -64,14 +71,19 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     seed_everything(SEED)
     folder = data / "challenge2019_sepsis"
     patients = load_sepsis(folder, limit=300 if quick else None)
-    split = split_ids([p.name for p in patients], ["septic" if p.labels.any() else "non" for p in patients], SEED)
+    split = split_ids(
+        [p.name for p in patients], ["septic" if p.labels.any() else "non" for p in patients], SEED
+    )
     by = {p.name: p for p in patients}
     normal = {k: [by[n].vitals for n in v if not by[n].labels.any()] for k, v in split.items()}
     train_v = clean_vitals(np.concatenate(normal["train"]))
     mean, std = np.nanmean(train_v, axis=0), np.nanstd(train_v, axis=0) + 1e-6
     empty = np.full(len(VITALS), np.nan)
-    items = [(vitals_inputs(v, empty, mean, std)[0][:-1], vitals_targets(v, mean, std)[1:])
-             for v in normal["train"] if len(v) > 1]
+    items = [
+        (vitals_inputs(v, empty, mean, std)[0][:-1], vitals_targets(v, mean, std)[1:])
+        for v in normal["train"]
+        if len(v) > 1
+    ]
 
     model = build(GRUConfig(n_inputs=N_VITAL_INPUTS, n_outputs=len(VITALS), n_hidden=32))
     val_loss = lambda m: -float(np.nanmean(np.concatenate(stay_scores(m, normal["val"], mean, std))))  # noqa: E731
@@ -89,9 +101,15 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
         "thresholds": {"alarm": threshold, "target_fpr_per_patient_hour": TARGET_FPR},
         "data_sha256": files_sha256(sepsis_files(folder)[: len(patients)], folder),
         "data_files": len(patients),
-        "split": {"seed": SEED, "unit": "patient", "stratified_by": "septic", "fractions": [0.6, 0.2, 0.2],
-                  "n": {k: len(v) for k, v in normal.items()}, "training_patients": "non-septic only",
-                  "test_patients": split["test"]},
+        "split": {
+            "seed": SEED,
+            "unit": "patient",
+            "stratified_by": "septic",
+            "fractions": [0.6, 0.2, 0.2],
+            "n": {k: len(v) for k, v in normal.items()},
+            "training_patients": "non-septic only",
+            "test_patients": split["test"],
+        },
         "metrics": {
             "test": alarm_rate(stay_scores(model, normal["test"], mean, std), threshold),
             "val": alarm_rate(stay_scores(model, normal["val"], mean, std), threshold),

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from models.predictor import Predictor, StepRequest, StepResult
+from models.predictor import StepRequest, StepResult
 
 
 class MicroBatcher:
     """Batches ``StepRequest``s for one predictor; callers keep one request per key in flight."""
 
-    def __init__(self, predictor: Predictor, max_batch_size: int = 256, max_wait_ms: float = 20.0) -> None:
+    def __init__(self, predictor: Any, max_batch_size: int = 256, max_wait_ms: float = 20.0) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.predictor = predictor

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ def load_meta(name: str, weights_dir: Path | None = None) -> dict[str, Any]:
 def load(name: str, weights_dir: Path | None = None) -> Checkpoint:
     """The network in eval mode with its metadata; raises CheckpointError on any mismatch."""
     meta = load_meta(name, weights_dir)
+    if meta.get("kind") == "trees":
+        raise CheckpointError(f"{name} is a tree model: use load_estimator")
     path = (weights_dir or WEIGHTS_DIR) / f"{name}.pt"
     try:
         blob = path.read_bytes()
@@ -75,3 +78,29 @@ def load(name: str, weights_dir: Path | None = None) -> Checkpoint:
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"cannot build {name} from its checkpoint: {exc}") from exc
     return Checkpoint(name, model.eval(), meta)
+
+
+def save_estimator(name: str, estimator: Any, meta: dict[str, Any], weights_dir: Path = WEIGHTS_DIR) -> Path:
+    """A scikit-learn estimator as ``<name>.pkl`` beside its JSON metadata (``kind`` = "trees")."""
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    blob = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
+    (weights_dir / f"{name}.pkl").write_bytes(blob)
+    sha = hashlib.sha256(blob).hexdigest()
+    full = {**meta, "name": name, "kind": "trees", "weights_sha256": sha}
+    full.setdefault("version", f"{meta.get('version_prefix', '1')}-{sha[:8]}")
+    path = weights_dir / f"{name}.json"
+    path.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_estimator(name: str, weights_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """Unpickles only after the file's SHA-256 matches the metadata: only the shipped file is trusted."""
+    meta = load_meta(name, weights_dir)
+    path = (weights_dir or WEIGHTS_DIR) / f"{name}.pkl"
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
+        raise CheckpointError(f"{path} does not match the SHA-256 in {name}.json")
+    return pickle.loads(blob), meta  # noqa: S301 - hash-checked file shipped with the package

@@ -1,4 +1,4 @@
-"""Real training data: Challenge 2019 hourly vitals, Challenge 2017 and MIT-BIH RR sequences, seeded splits."""
+"""Real training data: Challenge 2019 vitals, Challenge 2017 and MIT-BIH RR sequences, seeded splits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Model inputs computed step by step from RR intervals or vitals: one feature path for training and serving."""
+"""Model inputs computed step by step from RR intervals or vitals: one feature path to train and serve."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ class GRUNet(nn.Module):
         packed = pack_padded_sequence(z[idx], lengths_cpu[live], batch_first=True, enforce_sorted=False)
         y_packed, h_live = self.gru(packed, h[:, idx].contiguous())
         y, _ = pad_packed_sequence(y_packed, batch_first=True, total_length=x.shape[1])  # (B', T, H)
-        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[idx, None].to(x.device))
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[idx, None].to(x.device)
         out[idx] = self.head(y) * mask[..., None]
         h_next[:, idx] = h_live
         return out, h_next

@@ -30,14 +30,16 @@ HOURS_SCALE = 100.0
 
 
 def with_hours(x: np.ndarray, first_hour: int) -> np.ndarray:
-    """Append hours since the stream began (the ICU length of stay in training), scaled. (T, 14) -> (T, 15)."""
+    """Append hours since the stream began (ICU length of stay in training), scaled. (T, 14) -> (T, 15)."""
     hours = (first_hour + np.arange(len(x), dtype=np.float32))[:, None] / HOURS_SCALE
     return np.concatenate([x, hours], axis=1).astype(np.float32)
 
 
 def encode(patients: Sequence[Patient], mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
     """Model inputs (T, 15) of each whole stay, from an empty carried state."""
-    return [with_hours(vitals_inputs(p.vitals, np.full(len(VITALS), np.nan), mean, std)[0], 0) for p in patients]
+    return [
+        with_hours(vitals_inputs(p.vitals, np.full(len(VITALS), np.nan), mean, std)[0], 0) for p in patients
+    ]
 
 
 def tree_features(x: np.ndarray) -> np.ndarray:
@@ -66,8 +68,13 @@ def score_patients(
     per = []
     for y, p in zip(labels, probs, strict=True):
         u_pos, u_neg = hourly_utilities(y)
-        per.append((np.where(p >= threshold, u_pos, u_neg).sum(), np.where(best_predictions(y), u_pos, u_neg).sum(),
-                    u_neg.sum()))
+        per.append(
+            (
+                np.where(p >= threshold, u_pos, u_neg).sum(),
+                np.where(best_predictions(y), u_pos, u_neg).sum(),
+                u_neg.sum(),
+            )
+        )
     obs, best, none = (np.array(c) for c in zip(*per, strict=True))
 
     def utility(idx: np.ndarray) -> float:
@@ -75,7 +82,9 @@ def score_patients(
         return float((obs[idx].sum() - none[idx].sum()) / gain) if gain > 0 else float("nan")
 
     def auroc(idx: np.ndarray) -> float:
-        return metrics.safe_auroc(np.concatenate([labels[i] for i in idx]), np.concatenate([probs[i] for i in idx]))
+        return metrics.safe_auroc(
+            np.concatenate([labels[i] for i in idx]), np.concatenate([probs[i] for i in idx])
+        )
 
     everyone = np.arange(len(labels))
     return {
@@ -119,41 +128,77 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     y = {k: [p.labels.astype(np.float32) for p in v] for k, v in parts.items()}
     pos = float(np.concatenate(y["train"]).mean())
 
-    model = build(GRUConfig(n_inputs=N_INPUTS, n_outputs=1, n_hidden=64))
+    model = build(GRUConfig(n_inputs=N_INPUTS, n_outputs=1, n_hidden=32))
     items = [(xi, yi[:, None]) for xi, yi in zip(x["train"], y["train"], strict=True)]
     val_auroc = lambda m: metrics.safe_auroc(np.concatenate(y["val"]), np.concatenate(gru_probs(m, x["val"])))  # noqa: E731
-    model, history = fit(model, items, _bce(min(20.0, (1 - pos) / pos)), val_auroc, epochs=1 if quick else 40, lr=5e-3)
+    model, history = fit(
+        model, items, _bce(min(20.0, (1 - pos) / pos)), val_auroc, epochs=1 if quick else 20, lr=3e-3
+    )
     gru = {k: gru_probs(model, x[k]) for k in ("val", "test")}
     gru_thr = best_threshold(y["val"], gru["val"])
 
-    trees = HistGradientBoostingClassifier(max_iter=20 if quick else 300, learning_rate=0.05, max_leaf_nodes=31,
-                                           class_weight="balanced", random_state=SEED)
+    trees = HistGradientBoostingClassifier(
+        max_iter=20 if quick else 300,
+        learning_rate=0.05,
+        max_leaf_nodes=31,
+        class_weight="balanced",
+        random_state=SEED,
+    )
     trees.fit(np.concatenate([tree_features(v) for v in x["train"]]), np.concatenate(y["train"]))
     tree = {k: [trees.predict_proba(tree_features(v))[:, 1] for v in x[k]] for k in ("val", "test")}
     tree_thr = best_threshold(y["val"], tree["val"])
 
     results = {}
     for label, probs, thr in (("gru", gru, gru_thr), ("trees", tree, tree_thr)):
-        results[label] = {"val": score_patients(y["val"], probs["val"], thr),
-                          "test": score_patients(y["test"], probs["test"], thr)}
-        log.info("%s: val %s test %s", label, results[label]["val"]["utility"], results[label]["test"]["utility"])
+        results[label] = {
+            "val": score_patients(y["val"], probs["val"], thr),
+            "test": score_patients(y["test"], probs["test"], thr),
+        }
+        log.info(
+            "%s: val %s test %s", label, results[label]["val"]["utility"], results[label]["test"]["utility"]
+        )
     winner = max(results, key=lambda k: results[k]["val"]["utility"]["value"])
     meta = {
         "version_prefix": "1",
         "task": "P(SepsisLabel = 1) each hour from hourly vitals",
-        "feature_version": "vitals-locf-1",
+        "served": winner,
+        "selection": "the model with the higher normalised utility on validation patients is shipped",
+        "feature_version": "vitals-locf-hours-1" + ("+lags-1-3-6" if winner == "trees" else ""),
         "inputs": list(VITALS),
         "norm_mean": mean.tolist(),
         "norm_std": std.tolist(),
-        "thresholds": {"decision": gru_thr},
+        "thresholds": {"decision": tree_thr if winner == "trees" else gru_thr},
         "data_sha256": files_sha256(sepsis_files(folder)[: len(patients)], folder),
         "data_files": len(patients),
-        "split": {"seed": SEED, "unit": "patient", "stratified_by": "septic", "fractions": [0.6, 0.2, 0.2],
-                  "n": {k: len(v) for k, v in split.items()}, "test_patients": split["test"]},
-        "metrics": {"test": results["gru"]["test"], "val": results["gru"]["val"],
-                    "trees_baseline": results["trees"], "validation_winner": winner},
-        "history": history,
+        "split": {
+            "seed": SEED,
+            "unit": "patient",
+            "stratified_by": "septic",
+            "fractions": [0.6, 0.2, 0.2],
+            "n": {k: len(v) for k, v in split.items()},
+            "test_patients": split["test"],
+        },
+        "metrics": {"test": results[winner]["test"], "val": results[winner]["val"], "comparison": results},
+        "gru_config": model.config.to_dict(),
+        "gru_history": history,
         "quick": quick,
     }
-    checkpoint.save(NAME, model, meta, weights_dir)
+    if winner == "trees":
+        checkpoint.save_estimator(NAME, trees, meta, weights_dir)
+    else:
+        checkpoint.save(NAME, model, meta, weights_dir)
     return checkpoint.load_meta(NAME, weights_dir)
+
+
+def predict_stays(
+    vitals: Sequence[np.ndarray], weights_dir: Path | None = None
+) -> tuple[list[np.ndarray], dict]:
+    """Hourly probabilities of whole stays from the shipped model (GRU or trees), and its metadata."""
+    meta = checkpoint.load_meta(NAME, weights_dir)
+    mean, std = np.asarray(meta["norm_mean"]), np.asarray(meta["norm_std"])
+    empty = np.full(len(VITALS), np.nan)
+    x = [with_hours(vitals_inputs(v, empty, mean, std)[0], 0) for v in vitals]
+    if meta.get("kind") == "trees":
+        trees, _ = checkpoint.load_estimator(NAME, weights_dir)
+        return [trees.predict_proba(tree_features(xi))[:, 1] for xi in x], meta
+    return gru_probs(checkpoint.load(NAME, weights_dir).model, x), meta
