@@ -70,7 +70,7 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     """Fit the forecaster on non-septic training stays, calibrate on validation, measure on test."""
     seed_everything(SEED)
     folder = data / "challenge2019_sepsis"
-    patients = load_sepsis(folder, limit=300 if quick else None)
+    patients = load_sepsis(folder, limit=150 if quick else None)
     split = split_ids(
         [p.name for p in patients], ["septic" if p.labels.any() else "non" for p in patients], SEED
     )

@@ -63,12 +63,15 @@ class Patient:
 
 
 def sepsis_files(folder: Path) -> list[Path]:
+    """The files listed in ``index.csv``, or every ``*.psv`` below the folder where there is no index."""
+    if not (folder / "index.csv").exists():
+        return sorted(folder.rglob("*.psv"))
     with open(folder / "index.csv", newline="") as f:
         return [folder / row["file"] for row in csv.DictReader(f)]
 
 
 def load_sepsis(folder: Path, limit: int | None = None) -> list[Patient]:
-    """Every patient listed in ``index.csv`` (or the first ``limit``), in index order."""
+    """Every patient of ``sepsis_files`` (or the first ``limit``), in that order."""
     files = sepsis_files(folder)[:limit]
     patients = []
     for path in files:

@@ -91,7 +91,7 @@ def score_patients(
         "n_patients": len(labels),
         "n_septic": int(sum(y.any() for y in labels)),
         "n_hours": int(sum(len(y) for y in labels)),
-        "auroc": metrics.with_ci(auroc(everyone), metrics.bootstrap_ci(auroc, len(labels), seed)),
+        "auroc": metrics.with_ci(*metrics.auroc_by_unit(list(labels), list(probs), seed)),
         "utility": metrics.with_ci(utility(everyone), metrics.bootstrap_ci(utility, len(labels), seed)),
         "threshold": threshold,
     }
@@ -117,7 +117,7 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     """Fit GRU and trees on the training patients, pick by validation utility, report test patients."""
     seed_everything(SEED)
     folder = data / "challenge2019_sepsis"
-    patients = load_sepsis(folder, limit=300 if quick else None)
+    patients = load_sepsis(folder, limit=150 if quick else None)
     names = [p.name for p in patients]
     split = split_ids(names, ["septic" if p.labels.any() else "non" for p in patients], SEED)
     by = {p.name: p for p in patients}

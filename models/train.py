@@ -108,10 +108,16 @@ def predict(model: GRUNet, inputs: Sequence[np.ndarray], batch_size: int = 256) 
 
 def run(name: str, data: Path | None, weights_dir: Path, quick: bool) -> dict:
     """Train one model by name; returns its metadata."""
+    from models import cards, metrics
     from models.datasets import data_dir
 
+    if quick:  # a smoke run of the command: small bootstrap, and no card next to the shipped ones
+        metrics.N_BOOTSTRAP = 50
     module = importlib.import_module(MODEL_MODULES[name])
-    return module.train(data or data_dir(), weights_dir, quick=quick)
+    meta = module.train(data or data_dir(), weights_dir, quick=quick)
+    if not quick:
+        cards.write(name, weights_dir, cards.CARDS_DIR if weights_dir == WEIGHTS_DIR else weights_dir)
+    return meta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
