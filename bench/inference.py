@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import platform
@@ -109,12 +110,8 @@ def bench_device(device: torch.device, budget_s: float, window_beats: int) -> di
 
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     info = {
         "cpu": cpu,
         "platform": platform.platform(),

@@ -11,14 +11,17 @@ from models.checkpoint import WEIGHTS_DIR, load_meta
 CARDS_DIR = Path(__file__).resolve().parent / "cards"
 
 CITE = {
-    "c17": "Clifford GD, Liu C, Moody B, Lehman LH, Silva I, Li Q, Johnson AE, Mark RG. AF Classification from a "
+    "c17": "Clifford GD, Liu C, Moody B, Lehman LH, Silva I, Li Q, Johnson AE, Mark RG. "
+    "AF Classification from a "
     "Short Single Lead ECG Recording: The PhysioNet/Computing in Cardiology Challenge 2017. Computing in "
     "Cardiology 44 (2017).",
     "c19": "Reyna MA, Josef CS, Jeter R, Shashikumar SP, Westover MB, Nemati S, Clifford GD, Sharma A. Early "
     "Prediction of Sepsis From Clinical Data: The PhysioNet/Computing in Cardiology Challenge 2019. Critical "
     "Care Medicine 48(2):210-217 (2020).",
-    "mitdb": "Moody GB, Mark RG. The impact of the MIT-BIH Arrhythmia Database. IEEE Eng Med Biol 20(3):45-50 (2001).",
-    "physionet": "Goldberger A, et al. PhysioBank, PhysioToolkit, and PhysioNet. Circulation 101(23):e215-e220 (2000).",
+    "mitdb": "Moody GB, Mark RG. The impact of the MIT-BIH Arrhythmia Database. "
+    "IEEE Eng Med Biol 20(3):45-50 (2001).",
+    "physionet": "Goldberger A, et al. PhysioBank, PhysioToolkit, and PhysioNet. "
+    "Circulation 101(23):e215-e220 (2000).",
 }
 
 
@@ -32,15 +35,23 @@ def _header(meta: dict[str, Any]) -> list[str]:
         f"# Model card: `{meta['name']}` (version `{meta['version']}`)",
         "",
         f"- Task: {meta['task']}.",
-        f"- Model: {'gradient-boosted trees (scikit-learn HistGradientBoostingClassifier)' if meta.get('kind') == 'trees' else 'GRU ' + json.dumps(cfg)}.",
+        f"- Model: {_kind(meta, cfg)}.",
         f"- Feature version: `{meta['feature_version']}`; thresholds: `{json.dumps(meta['thresholds'])}`.",
         f"- Training data: {meta['data_files']} files, SHA-256 of the files list `{meta['data_sha256']}`.",
         f"- Split: {_split(meta['split'])}.",
         f"- Files: `models/weights/{meta['name']}.{'pkl' if meta.get('kind') == 'trees' else 'pt'}` "
-        f"(SHA-256 `{meta['weights_sha256'][:16]}...`) and `models/weights/{meta['name']}.json` (all figures below).",
-        f"- Reproduce: `python -m models.train {meta['name']}` (or `vitalstream train {meta['name']}`), 1 CPU thread.",
+        f"(SHA-256 `{meta['weights_sha256'][:16]}...`) and",
+        f"`models/weights/{meta['name']}.json` (all figures below).",
+        f"- Reproduce: `python -m models.train {meta['name']}`",
+        f"(or `vitalstream train {meta['name']}`), 1 CPU thread.",
         "",
     ]
+
+
+def _kind(meta: dict[str, Any], cfg: dict[str, Any]) -> str:
+    if meta.get("kind") == "trees":
+        return "gradient-boosted trees (scikit-learn HistGradientBoostingClassifier)"
+    return f"GRU {json.dumps(cfg)}"
 
 
 def _split(split: dict[str, Any]) -> str:
@@ -68,11 +79,16 @@ def _af(meta: dict[str, Any]) -> list[str]:
     t, v, mit = meta["metrics"]["test"], meta["metrics"]["val"], meta["metrics"].get("mitdb_test_beats")
     lines = [
         "## Data",
-        "Challenge 2017 training subset (2,000 single-lead AliveCor ECGs at 300 Hz, labels N/A/O/~) and 11 MIT-BIH",
-        "Arrhythmia records (rhythm from the `+` annotations; AFIB and AFL count as AF). RR intervals come from OUR",
-        f"beat detector, {meta['beat_detector']}; the model sees only RR intervals (scaled RR, log ratio to the",
-        "previous RR and its magnitude, one step per beat), so the streaming path can feed `FeatureWindow.rr_ms`.",
-        f"MIT-BIH records {', '.join(meta['split']['mitdb_train_records'])} are used for training (240-beat chunks,",
+        "Challenge 2017 training subset (2,000 single-lead",
+        "AliveCor ECGs at 300 Hz, labels N/A/O/~) and 11 MIT-BIH",
+        "Arrhythmia records (rhythm from the `+` annotations;",
+        "AFIB and AFL count as AF). RR intervals come from OUR",
+        f"beat detector, {meta['beat_detector']}; the model",
+        "sees only RR intervals (scaled RR, log ratio to the",
+        "previous RR and its magnitude, one step per beat), so",
+        "the streaming path can feed `FeatureWindow.rr_ms`.",
+        f"MIT-BIH records {', '.join(meta['split']['mitdb_train_records'])}",
+        "are used for training (240-beat chunks,",
         f"per-beat rhythm targets); records {', '.join(meta['split']['mitdb_test_records'])} are held out.",
         "",
         f"## Held-out metrics ({t['n_records']} test recordings, never seen in training or model selection)",
@@ -91,25 +107,34 @@ def _af(meta: dict[str, Any]) -> list[str]:
     ]
     if mit:
         lines += [
-            f"MIT-BIH held-out records ({', '.join(mit['records'])}), streaming read-out after every interval,",
-            f"P(AF) >= {meta['thresholds']['af']:.2f}: {mit['n_intervals']} intervals ({mit['n_af_intervals']} in AF),",
+            f"MIT-BIH held-out records ({', '.join(mit['records'])}),",
+            "streaming read-out after every interval,",
+            f"P(AF) >= {meta['thresholds']['af']:.2f}: {mit['n_intervals']}",
+            f"intervals ({mit['n_af_intervals']} in AF),",
             f"sensitivity {mit['sensitivity']}, specificity {mit['specificity']}, AUROC {mit['auroc']}.",
             "",
         ]
     return lines + [
-        "Published anchors: the challenge winners scored 0.83 mean F1 on the hidden test set using the full ECG",
-        "morphology; RR-only recurrent models report 98-99% accuracy in cross-validation on long Holter records",
-        "but drop sharply on unseen patients. An RR-only model cannot see P waves, so 'other rhythm' (O) is its",
+        "Published anchors: the challenge winners scored 0.83",
+        "mean F1 on the hidden test set using the full ECG",
+        "morphology; RR-only recurrent models report 98-99%",
+        "accuracy in cross-validation on long Holter records",
+        "but drop sharply on unseen patients. An RR-only model",
+        "cannot see P waves, so 'other rhythm' (O) is its",
         "weakest class.",
         "",
         "## Intended use",
-        "Screening signal for an AF_EPISODE alert in the streaming pipeline (stage 4), combined with persistence",
+        "Screening signal for an AF_EPISODE alert in the",
+        "streaming pipeline (stage 4), combined with persistence",
         "rules in the alert policy. Not a diagnostic device; every alert needs clinician review of the ECG.",
         "",
         "## Limitations",
-        "- Trained on short (9-61 s) handheld recordings and 11 Holter records only: few patients, few AF episodes.",
-        "- RR-only: atrial flutter with regular block, frequent ectopy and noise-induced missed/extra beats are",
-        "  confused with AF or O. Quality depends on the beat detector; the score is only computed on usable windows.",
+        "- Trained on short (9-61 s) handheld recordings and 11",
+        "Holter records only: few patients, few AF episodes.",
+        "- RR-only: atrial flutter with regular block, frequent",
+        "ectopy and noise-induced missed/extra beats are",
+        "  confused with AF or O. Quality depends on the beat",
+        "detector; the score is only computed on usable windows.",
         "- In streaming the hidden state runs far longer than the training sequences.",
         "",
         "## Citations",
@@ -145,15 +170,21 @@ def _sepsis(meta: dict[str, Any]) -> list[str]:
     )
     return [
         "## Data",
-        "PhysioNet/CinC Challenge 2019, training set B subset (6,000 ICU stays of one hospital system, 334 septic).",
-        "Inputs per hour: the 7 vitals HR, O2Sat, Temp, SBP, MAP, DBP, Resp, carried forward when not measured and",
-        "z-scored with training-split statistics, a measured-this-hour flag for each, and hours since the stream",
-        "began. Laboratory values are NOT used: the streaming contract carries no labs, and a model that learned",
-        "from them would see them always missing in service. The tree model also gets the changes of each vital",
+        "PhysioNet/CinC Challenge 2019, training set B subset",
+        "(6,000 ICU stays of one hospital system, 334 septic).",
+        "Inputs per hour: the 7 vitals HR, O2Sat, Temp, SBP,",
+        "MAP, DBP, Resp, carried forward when not measured and",
+        "z-scored with training-split statistics, a",
+        "measured-this-hour flag for each, and hours since the stream",
+        "began. Laboratory values are NOT used: the streaming",
+        "contract carries no labs, and a model that learned",
+        "from them would see them always missing in service.",
+        "The tree model also gets the changes of each vital",
         "over 1, 3 and 6 hours (it has no memory); the GRU gets the same hourly inputs without them.",
         "",
         "## GRU against gradient-boosted trees (same patients, same hourly inputs)",
-        "Utility: the challenge's normalised clinical utility (implemented from Reyna et al. 2020, unit-tested on",
+        "Utility: the challenge's normalised clinical utility",
+        "(implemented from Reyna et al. 2020, unit-tested on",
         "hand-derived cases). Each model's decision threshold maximises utility on the validation patients.",
         "AUROC over patient-hours. 95% CIs: 1,000 bootstrap resamples of patients.",
         "",
@@ -161,18 +192,22 @@ def _sepsis(meta: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --- | --- |",
         *rows,
         "",
-        f"**Shipped: {served}**, the model with the higher utility on validation patients (chosen before looking",
-        f"at test patients). {verdict} Published anchors: trees won the challenge (winner 0.360 utility on the hidden test set,",
+        f"**Shipped: {served}**, the model with the higher",
+        "utility on validation patients (chosen before looking",
+        f"at test patients). {verdict} Published anchors: trees won",
+        "the challenge (winner 0.360 utility on the hidden test set,",
         "best GRU entry 0.323), and every top entry fell below zero utility on the unseen hospital system.",
         "",
         "## Intended use",
-        "A DETERIORATION_RISK information signal in the streaming pipeline: hourly averages of the numerics windows",
+        "A DETERIORATION_RISK information signal in the streaming",
+        "pipeline: hourly averages of the numerics windows",
         "step the model once per closed clock hour. Research use only; not validated for clinical decisions.",
         "",
         "## Limitations",
         "- One hospital system: expect a large drop (possibly below zero utility) on another hospital.",
         "- Vitals only, no labs or demographics; hourly ICU charting differs from wearable sampling.",
-        "- Hours since the stream began stands in for ICU length of stay; a stream that starts mid-stay differs.",
+        "- Hours since the stream began stands in for ICU",
+        "length of stay; a stream that starts mid-stay differs.",
         "",
         "## Citations",
         f"- {CITE['c19']}",
@@ -186,33 +221,41 @@ def _anomaly(meta: dict[str, Any]) -> list[str]:
     pre = m.get("test_septic_last_12h_before_onset")
     return [
         "## Data and choice",
-        "Challenge 2019 training set B, NON-septic stays only, hourly vitals (same 7 vitals and patient split as",
-        "`sepsis`: its test patients are held out here too). Chosen over BIDMC 1 Hz numerics because BIDMC has",
+        "Challenge 2019 training set B, NON-septic stays only,",
+        "hourly vitals (same 7 vitals and patient split as",
+        "`sepsis`: its test patients are held out here too).",
+        "Chosen over BIDMC 1 Hz numerics because BIDMC has",
         "30 records of 8 minutes (240 patient-minutes), too few to train or to calibrate a false-alarm rate.",
-        "The GRU forecasts the next step's z-scored vitals; the score is the mean squared z-error over the vitals",
+        "The GRU forecasts the next step's z-scored vitals;",
+        "the score is the mean squared z-error over the vitals",
         "measured at that step (no score when none is measured).",
         "",
         "## Calibration and held-out false-positive rate",
         f"Threshold = the {100 * (1 - target):.0f}th percentile of validation non-septic patient-hour scores",
         f"(target {target} alarms per patient-hour). On held-out test non-septic patients:",
         "",
-        f"- alarms per patient-hour: {ci(m['test']['alarms_per_patient_hour'])} over {m['test']['n_scored_hours']}",
-        f"  scored hours of {m['test']['n_patients']} patients (95% CI: 1,000 bootstrap resamples of patients);",
+        f"- alarms per patient-hour: {ci(m['test']['alarms_per_patient_hour'])}",
+        f"over {m['test']['n_scored_hours']}",
+        f"  scored hours of {m['test']['n_patients']} patients",
+        "(95% CI: 1,000 bootstrap resamples of patients);",
         f"- validation: {ci(m['val']['alarms_per_patient_hour'])}.",
         *(
             [
-                f"- for contrast, septic test patients in the 12 h before onset: {ci(pre['alarms_per_patient_hour'])}."
+                "- for contrast, septic test patients in the 12 h before onset: "
+                f"{ci(pre['alarms_per_patient_hour'])}."
             ]
             if pre
             else []
         ),
         "",
         "## Intended use",
-        "An ANOMALY information signal: 'these vitals moved in a way rarely seen in non-septic ICU stays'. It is",
+        "An ANOMALY information signal: 'these vitals moved",
+        "in a way rarely seen in non-septic ICU stays'. It is",
         "stepped once per numerics window in the stream.",
         "",
         "## Limitations",
-        "- Trained on hourly ICU charting; the stream steps it per 1-minute numerics window, where changes between",
+        "- Trained on hourly ICU charting; the stream steps it",
+        "per 1-minute numerics window, where changes between",
         "  steps are smaller: the per-window alarm rate is not the calibrated per-hour rate.",
         "- Unsupervised: an alarm says unusual, not what is wrong; artefacts are unusual too.",
         "",

@@ -90,7 +90,7 @@ def test_sepsis_and_anomaly_streams_equal_offline_whole_stays(stage, patients) -
     mean, std = np.asarray(ckpt.meta["norm_mean"]), np.asarray(ckpt.meta["norm_std"])
     offline_anomaly = anomaly.stay_scores(ckpt.model, [p.vitals for p in patients], mean, std)
     septic_scores, anomaly_scores = _by_device(scores, "sepsis"), _by_device(scores, "anomaly")
-    for d, p in enumerate(patients):
+    for d in range(len(patients)):
         # Hour k is scored when hour k + 1 opens; the last hour stays open.
         got = [s.score for s in septic_scores[f"dev{d}"]]
         np.testing.assert_allclose(got, probs[d][:-1], rtol=1e-5, atol=1e-6)

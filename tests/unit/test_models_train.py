@@ -1,4 +1,4 @@
-"""The training commands run end to end on tiny real subsets, and their checkpoints reproduce their metrics."""
+"""Training commands run end to end on tiny real subsets; their checkpoints reproduce their metrics."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def test_tree_stream_equals_offline(tree_weights) -> None:
         scores += [r for r in stage.run(windows[s : s + 29], states).scores if r.model.name == "sepsis"]
     probs, meta = sepsis.predict_stays([p.vitals for p in patients], weights)
     assert meta["kind"] == "trees"
-    for d, p in enumerate(patients):
+    for d in range(len(patients)):
         got = [r for r in scores if r.device_id == f"dev{d}"]
         np.testing.assert_allclose([r.score for r in got], probs[d][:-1], rtol=1e-5, atol=1e-6)
         assert got[0].ts_ms == T0_MS + HOUR_MS
