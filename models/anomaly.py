@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from models import checkpoint, metrics
-from models.datasets import files_sha256, load_sepsis, sepsis_files, split_ids
+from models.datasets import files_sha256, load_bidmc_minutes, load_sepsis, sepsis_files, split_ids
 from models.features import N_VITAL_INPUTS, VITALS, clean_vitals, vitals_inputs, vitals_targets
 from models.gru import GRUConfig, GRUNet, build
 from models.train import fit, predict, seed_everything
@@ -51,16 +51,18 @@ def _masked_mse(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch
     return (err**2).sum() / valid.sum().clamp_min(1)
 
 
-def alarm_rate(scores: Sequence[np.ndarray], threshold: float, seed: int = SEED) -> dict[str, Any]:
-    """Fraction of scored patient-hours above threshold, with a patient-level bootstrap CI."""
+def alarm_rate(
+    scores: Sequence[np.ndarray], threshold: float, seed: int = SEED, step: str = "hour"
+) -> dict[str, Any]:
+    """Fraction of scored patient-steps above threshold, with a patient-level bootstrap CI."""
     above = np.array([np.sum(s[~np.isnan(s)] >= threshold) for s in scores], dtype=float)
     hours = np.array([np.sum(~np.isnan(s)) for s in scores], dtype=float)
     rate = lambda idx: float(above[idx].sum() / max(hours[idx].sum(), 1))  # noqa: E731
     everyone = np.arange(len(scores))
     return {
         "n_patients": len(scores),
-        "n_scored_hours": int(hours.sum()),
-        "alarms_per_patient_hour": metrics.with_ci(
+        f"n_scored_{step}s": int(hours.sum()),
+        f"alarms_per_patient_{step}": metrics.with_ci(
             rate(everyone), metrics.bootstrap_ci(rate, len(scores), seed)
         ),
     }
@@ -114,6 +116,7 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
             "test": alarm_rate(stay_scores(model, normal["test"], mean, std), threshold),
             "val": alarm_rate(stay_scores(model, normal["val"], mean, std), threshold),
             "test_septic_last_12h_before_onset": _pre_onset_rate(model, septic_test, mean, std, threshold),
+            "bidmc_per_minute": None if quick else _bidmc_rate(model, data / "bidmc", mean, std, threshold),
         },
         "history": history,
         "quick": quick,
@@ -132,3 +135,10 @@ def _pre_onset_rate(model, septic, mean, std, threshold) -> dict[str, Any] | Non
         hours = np.arange(1, len(p.labels))  # score k belongs to hour k + 1
         windows.append(s[(hours >= t_sepsis - 12) & (hours < t_sepsis)])
     return alarm_rate(windows, threshold)
+
+
+def _bidmc_rate(model, folder: Path, mean, std, threshold) -> dict[str, Any] | None:
+    """External check at the streaming cadence: BIDMC ICU monitor numerics, stepped once per minute."""
+    if not (folder / "RECORDS").exists():
+        return None
+    return alarm_rate(stay_scores(model, load_bidmc_minutes(folder), mean, std), threshold, step="minute")

@@ -219,6 +219,7 @@ def _anomaly(meta: dict[str, Any]) -> list[str]:
     m = meta["metrics"]
     target = meta["thresholds"]["target_fpr_per_patient_hour"]
     pre = m.get("test_septic_last_12h_before_onset")
+    bidmc = m.get("bidmc_per_minute")
     return [
         "## Data and choice",
         "Challenge 2019 training set B, NON-septic stays only,",
@@ -245,6 +246,15 @@ def _anomaly(meta: dict[str, Any]) -> list[str]:
                 f"{ci(pre['alarms_per_patient_hour'])}."
             ]
             if pre
+            else []
+        ),
+        *(
+            [
+                "- external check at the streaming cadence, BIDMC ICU monitor numerics "
+                f"({bidmc['n_patients']} patients, {bidmc['n_scored_minutes']} scored minutes, per minute): "
+                f"{ci(bidmc['alarms_per_patient_minute'])} alarms per patient-minute.",
+            ]
+            if bidmc
             else []
         ),
         "",

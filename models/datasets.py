@@ -145,3 +145,24 @@ def _rhythm_at(samples: np.ndarray, ann) -> np.ndarray:
             classes.append(AF_CLASSES.index(MITDB_RHYTHM_CLASS.get(aux.strip("\x00 "), "O")))
     idx = np.searchsorted(np.asarray(starts), samples, side="right") - 1
     return np.asarray(classes)[idx]
+
+
+def load_bidmc_minutes(folder: Path) -> list[np.ndarray]:
+    """BIDMC 1 Hz monitor numerics as per-minute medians in VITALS order (HR, SpO2, RESP; rest NaN)."""
+    from models.features import VITALS
+
+    columns = {"heart_rate_bpm": "HR", "spo2_pct": "SpO2", "resp_rate_bpm": "RESP"}
+    out = []
+    for rec in (folder / "RECORDS").read_text().split():
+        path = folder / f"{rec}_Numerics.csv"
+        with open(path) as f:
+            header = [h.strip() for h in f.readline().split(",")]
+        table = np.genfromtxt(path, delimiter=",", skip_header=1)  # (481, 5), NaN where missing
+        minutes = np.full((len(table) // 60, len(VITALS)), np.nan)
+        for j, name in enumerate(VITALS):
+            if name in columns:
+                col = table[: len(minutes) * 60, header.index(columns[name])].reshape(len(minutes), 60)
+                ok = ~np.all(np.isnan(col), axis=1)
+                minutes[ok, j] = np.nanmedian(col[ok], axis=1)
+        out.append(minutes)
+    return out

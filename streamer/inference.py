@@ -146,15 +146,16 @@ class InferenceStage:
         model = self.models[work.name]
         try:
             results = infer(self._requests(work)) if work.plans else []
-            new_scores = []
-            for (device_id, plan), result in zip(work.plans, results, strict=True):
-                st = states[device_id][plan.key]
-                for s in model.adapter.scores(plan, result.out, st):
-                    new_scores.append(self._record(device_id, model, s.ts_ms, s.score))
-                commit(plan, result, st)
+            new_scores = [
+                self._record(device_id, model, s.ts_ms, s.score)
+                for (device_id, plan), result in zip(work.plans, results, strict=True)
+                for s in model.adapter.scores(plan, result.out, states[device_id][plan.key])
+            ]
         except Exception as exc:  # noqa: BLE001 - see module docstring
             self._failed(work, states, events, exc)
             return
+        for (device_id, plan), result in zip(work.plans, results, strict=True):  # all or nothing
+            commit(plan, result, states[device_id][plan.key])
         scores.extend(new_scores)
         self._available(work, states, events)
 
