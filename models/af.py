@@ -130,7 +130,7 @@ def beat_scores(model: GRUNet, records: Sequence[RRSequence], threshold: float) 
 def best_af_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
     grid = np.linspace(0.05, 0.95, 91)
     f1 = [metrics.f1_per_class((labels == A).astype(int), (probs[:, A] >= g).astype(int), 2)[1] for g in grid]
-    return float(grid[int(np.argmax(f1))])
+    return round(float(grid[int(np.argmax(f1))]), 4)
 
 
 def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, Any]:
