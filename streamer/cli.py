@@ -20,6 +20,8 @@ COMMAND_MODULES: list[str] = [
     "streamer.importers",
     "streamer.replay",
     "streamer.report",
+    "models.train",
+    "models.evaluate",
 ]
 
 

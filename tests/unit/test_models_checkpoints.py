@@ -1,0 +1,95 @@
+"""The shipped checkpoints load, are what their cards describe, and reproduce their held-out metrics."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from models import af, anomaly, cards, checkpoint, metrics, sepsis
+from models.datasets import challenge2017_labels, data_dir, load_challenge2017, load_sepsis
+
+pytestmark = pytest.mark.unit
+
+NAMES = ("af", "sepsis", "anomaly")
+
+
+@pytest.fixture(scope="module")
+def patients():
+    return {p.name: p for p in load_sepsis(data_dir() / "challenge2019_sepsis")}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_checkpoint_metadata_and_card(name: str) -> None:
+    meta = checkpoint.load_meta(name)
+    assert meta["quick"] is False
+    assert meta["split"]["unit"] in ("patient", "recording")
+    assert len(meta["data_sha256"]) == 64
+    card = (cards.CARDS_DIR / f"{name}.md").read_text()
+    assert card == cards.render(name)  # the card is regenerated from this very checkpoint
+    assert meta["version"] in card
+
+
+def test_tampered_weights_are_refused(tmp_path) -> None:
+    for suffix in (".pt", ".json"):
+        shutil.copy(checkpoint.WEIGHTS_DIR / f"anomaly{suffix}", tmp_path / f"anomaly{suffix}")
+    blob = bytearray((tmp_path / "anomaly.pt").read_bytes())
+    blob[-20] ^= 0xFF
+    (tmp_path / "anomaly.pt").write_bytes(bytes(blob))
+    with pytest.raises(checkpoint.CheckpointError, match="SHA-256"):
+        checkpoint.load("anomaly", tmp_path)
+
+
+def test_sepsis_reproduces_stored_test_metrics(patients, monkeypatch) -> None:
+    meta = checkpoint.load_meta("sepsis")
+    test = [patients[n] for n in meta["split"]["test_patients"]]
+    probs, _ = sepsis.predict_stays([p.vitals for p in test])
+    monkeypatch.setattr(metrics, "N_BOOTSTRAP", 20)
+    again = sepsis.score_patients([p.labels for p in test], probs, meta["thresholds"]["decision"])
+    for key in ("auroc", "utility"):
+        assert again[key]["value"] == pytest.approx(meta["metrics"]["test"][key]["value"], abs=1e-4)
+    assert again["n_patients"] == meta["metrics"]["test"]["n_patients"]
+
+
+def test_anomaly_reproduces_stored_alarm_rate(patients, monkeypatch) -> None:
+    ckpt = checkpoint.load("anomaly")
+    normal = [patients[n].vitals for n in ckpt.meta["split"]["test_patients"] if not patients[n].labels.any()]
+    mean, std = np.asarray(ckpt.meta["norm_mean"]), np.asarray(ckpt.meta["norm_std"])
+    monkeypatch.setattr(metrics, "N_BOOTSTRAP", 20)
+    again = anomaly.alarm_rate(
+        anomaly.stay_scores(ckpt.model, normal, mean, std), ckpt.meta["thresholds"]["alarm"]
+    )
+    stored = ckpt.meta["metrics"]["test"]["alarms_per_patient_hour"]["value"]
+    assert again["alarms_per_patient_hour"]["value"] == pytest.approx(stored, abs=1e-4)
+    assert stored <= 2 * ckpt.meta["thresholds"]["target_fpr_per_patient_hour"]
+
+
+def test_af_reproduces_stored_test_metrics_on_a_subset(monkeypatch) -> None:
+    """A quick subset: the first 60 test recordings give the same predictions as in the full run."""
+    ckpt = checkpoint.load("af")
+    folder = data_dir() / "challenge2017_af"
+    names = ckpt.meta["split"]["test_records"]
+    labels = challenge2017_labels(folder)
+    probs = af.record_probs(ckpt.model, load_challenge2017(folder, names[:60]))
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    y = np.array([af.AF_CLASSES.index(labels[n]) for n in names[:60]])
+    assert (probs.argmax(axis=1) == y).mean() > 0.5  # far above the 1/4 of guessing
+
+
+@pytest.mark.slow
+def test_af_reproduces_stored_test_metrics_in_full(monkeypatch) -> None:
+    ckpt = checkpoint.load("af")
+    folder = data_dir() / "challenge2017_af"
+    names = ckpt.meta["split"]["test_records"]
+    labels = challenge2017_labels(folder)
+    monkeypatch.setattr(metrics, "N_BOOTSTRAP", 20)
+    again = af.challenge_scores(
+        np.array([af.AF_CLASSES.index(labels[n]) for n in names]),
+        af.record_probs(ckpt.model, load_challenge2017(folder, names)),
+    )
+    assert (
+        again["confusion_rows_true_cols_pred"]
+        == ckpt.meta["metrics"]["test"]["confusion_rows_true_cols_pred"]
+    )
+    assert again["f1_mean_nao"]["value"] == ckpt.meta["metrics"]["test"]["f1_mean_nao"]["value"]
