@@ -234,6 +234,9 @@ def fmt_value(value: float | None) -> str:
 def enter_message(rule: Rule, value: float | None, values: Mapping[str, object]) -> str:
     """A short human explanation of why a rule entered."""
     held = held_text(rule, "enter")
+    if rule.kind == "model":  # the rule reads score/threshold; people read the score and the threshold
+        score, threshold = values.get("score"), values.get("threshold")
+        return f"{rule.label} {fmt_value(score)} at or above its threshold {fmt_value(threshold)} for {held}"  # type: ignore[arg-type]
     if not rule.value.startswith("news2"):
         return f"{rule.label} {fmt_value(value)} ({rule.enter}) for at least {held}"
     text = f"NEWS2 {values.get('news2_total')} ({values.get('news2_band')}) for at least {held}"

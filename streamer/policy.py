@@ -214,7 +214,8 @@ class AlertPolicy:
             onset = track.changed_ms if track.changed_ms is not None else ctx["start"]
             what = enter_message(rule, value, values)
             return self._open(rule.condition, onset, ctx, rule_text(rule, "enter"), values, what)
-        what = f"{rule.label} back to {fmt_value(value)} ({rule.exit}) for {held_text(rule, 'exit')}"
+        shown = values.get("score", value) if rule.kind == "model" else value
+        what = f"{rule.label} back to {fmt_value(shown)} ({rule.exit}) for {held_text(rule, 'exit')}"
         return self._resolve(rule.condition, ctx, rule_text(rule, "exit"), values, what)
 
     def _low_quality_step(self, ctx: dict) -> list[Alert]:
