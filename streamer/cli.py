@@ -15,6 +15,7 @@ COMMAND_MODULES: list[str] = [
     "streamer.devkafka",
     "streamer.analyze",
     "streamer.subscribe",
+    "streamer.golden",
     "streamer.evaluation",
     "streamer.alarm_burden",
     "streamer.importers",
