@@ -36,9 +36,7 @@ def _checkpoint() -> Checkpoint:
         return checkpoint.load("af")
     except CheckpointError:
         torch.manual_seed(0)
-        return Checkpoint(
-            "af", build(GRUConfig(n_inputs=3, n_outputs=4, n_hidden=32)).eval(), {"version": "bench"}
-        )
+        return Checkpoint("af", build(GRUConfig(n_inputs=3, n_outputs=4, n_hidden=32)).eval(), {"version": "bench"})
 
 
 def _time_calls(fn, min_calls: int, budget_s: float) -> np.ndarray:
@@ -85,12 +83,10 @@ def bench_device(device: torch.device, budget_s: float, window_beats: int) -> di
     # The stateless alternative: re-run the whole RR window from zeros for every new interval.
     batch = 256
     window = [
-        StepRequest(f"d{i}", rng.normal(size=(window_beats, cfg.n_inputs)).astype(np.float32))
-        for i in range(batch)
+        StepRequest(f"d{i}", rng.normal(size=(window_beats, cfg.n_inputs)).astype(np.float32)) for i in range(batch)
     ]
     step = [
-        StepRequest(r.key, r.x[-1:], rng.normal(size=(cfg.n_layers, cfg.n_hidden)).astype(np.float32))
-        for r in window
+        StepRequest(r.key, r.x[-1:], rng.normal(size=(cfg.n_layers, cfg.n_hidden)).astype(np.float32)) for r in window
     ]
     batcher = MicroBatcher(predictor, max_batch_size=batch)
     recompute = _summary(batch, 1, _time_calls(lambda: batcher.infer_batch(window), 5, budget_s))
@@ -134,12 +130,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     for run in result["runs"]:
         sizes = [r["batch_size"] for r in run["batch_sweep"]]
         ax1.loglog(sizes, [r["device_steps_per_s"] for r in run["batch_sweep"]], "o-", label=run["device"])
-        ax2.loglog(
-            sizes, [r["latency_ms_p99"] for r in run["batch_sweep"]], "o-", label=f"{run['device']} p99"
-        )
-        ax2.loglog(
-            sizes, [r["latency_ms_p50"] for r in run["batch_sweep"]], "x--", label=f"{run['device']} p50"
-        )
+        ax2.loglog(sizes, [r["latency_ms_p99"] for r in run["batch_sweep"]], "o-", label=f"{run['device']} p99")
+        ax2.loglog(sizes, [r["latency_ms_p50"] for r in run["batch_sweep"]], "x--", label=f"{run['device']} p50")
     ax1.set(xlabel="batch size (devices)", ylabel="device-steps / s", title="GRU step throughput")
     ax2.set(xlabel="batch size (devices)", ylabel="latency per batch (ms)", title="batch latency")
     for ax in (ax1, ax2):
@@ -152,9 +144,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (the dev machine is shared)"
-    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the dev machine is shared)")
     parser.add_argument("--budget-s", type=float, default=2.0, help="seconds per measurement")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

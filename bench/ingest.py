@@ -41,11 +41,19 @@ def _messages(n: int, devices: int = 200) -> list[tuple[bytes, bytes]]:
         dev, seq = f"bench-{i % devices:04d}", i // devices
         body: dict[str, object] = {"device_id": dev, "ts_ms": now + seq * 1000, "seq": seq}
         if seq % 4 == 3:
-            body |= {"kind": "vitals", "heart_rate_bpm": round(rng.uniform(55, 110), 1), "spo2_pct": 97.0,
-                     "resp_rate_bpm": 16.0}
+            body |= {
+                "kind": "vitals",
+                "heart_rate_bpm": round(rng.uniform(55, 110), 1),
+                "spo2_pct": 97.0,
+                "resp_rate_bpm": 16.0,
+            }
         else:
-            body |= {"kind": "waveform", "signal": "ppg", "fs_hz": 125,
-                     "samples": [round(rng.random(), 3) for _ in range(125)]}
+            body |= {
+                "kind": "waveform",
+                "signal": "ppg",
+                "fs_hz": 125,
+                "samples": [round(rng.random(), 3) for _ in range(125)],
+            }
         out.append((dev.encode(), json.dumps(body, separators=(",", ":")).encode()))
     return out
 
@@ -62,8 +70,13 @@ def _forwarded_rate(settings: Settings, n: int, timeout_s: float = 600) -> float
     """Rate from the CreateTime stamps of the n forwarded records (waits until all are there)."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(settings.topics.telemetry_valid, group_id=None, auto_offset_reset="earliest",
-                             consumer_timeout_ms=2000, **settings.kafka_client_kwargs())
+    consumer = KafkaConsumer(
+        settings.topics.telemetry_valid,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+        **settings.kafka_client_kwargs(),
+    )
     stamps: list[int] = []
     deadline = time.monotonic() + timeout_s
     while len(stamps) < n and time.monotonic() < deadline:
@@ -77,11 +90,16 @@ def _forwarded_rate(settings: Settings, n: int, timeout_s: float = 600) -> float
 async def _aiokafka_forwarder(settings: Settings, n: int) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    consumer = AIOKafkaConsumer(settings.topics.telemetry, bootstrap_servers=settings.kafka_bootstrap,
-                                group_id=f"{settings.app_id}-raw", auto_offset_reset="earliest",
-                                enable_auto_commit=True)
-    prod = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
-                            linger_ms=5)
+    consumer = AIOKafkaConsumer(
+        settings.topics.telemetry,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.app_id}-raw",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+    )
+    prod = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
     await consumer.start()
     await prod.start()
     trackers: dict[bytes, SeqTracker] = {}
@@ -93,8 +111,9 @@ async def _aiokafka_forwarder(settings: Settings, n: int) -> None:
             for records in batches.values():
                 for rec in records:
                     done += 1
-                    result = validate(rec.value, now_ms=int(time.time() * 1000), max_message_bytes=1 << 20,
-                                      future_margin_ms=60_000)
+                    result = validate(
+                        rec.value, now_ms=int(time.time() * 1000), max_message_bytes=1 << 20, future_margin_ms=60_000
+                    )
                     if not isinstance(result, Accepted):
                         continue
                     tracker = trackers.setdefault(rec.key, SeqTracker())
@@ -109,8 +128,14 @@ async def _aiokafka_forwarder(settings: Settings, n: int) -> None:
 
 def _settings(bootstrap: str, **overrides: object) -> Settings:
     prefix = f"bench{uuid.uuid4().hex[:8]}."
-    return Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, app_id=f"{prefix}app", partitions=4,
-                    data_dir=Path("/tmp") / f"{prefix}worker", **overrides)
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        topic_prefix=prefix,
+        app_id=f"{prefix}app",
+        partitions=4,
+        data_dir=Path("/tmp") / f"{prefix}worker",
+        **overrides,
+    )
 
 
 def run_raw(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> float:
@@ -127,8 +152,13 @@ def run_faust(bootstrap: str, messages: list[tuple[bytes, bytes]], take_max: int
     _produce(settings, messages)
     env = dict(os.environ)
     env.update({f"VITALS_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None})
-    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "worker"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "worker"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         return _forwarded_rate(settings, len(messages))
     finally:
@@ -137,8 +167,14 @@ def run_faust(bootstrap: str, messages: list[tuple[bytes, bytes]], take_max: int
 
 
 def _machine() -> dict[str, object]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
@@ -146,8 +182,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--take", type=int, nargs="+", default=[1, 100, 500, 2000],
-                        help="Faust stream.take_events batch sizes to measure (1 = one message at a time)")
+    parser.add_argument(
+        "--take",
+        type=int,
+        nargs="+",
+        default=[1, 100, 500, 2000],
+        help="Faust stream.take_events batch sizes to measure (1 = one message at a time)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "ingest.json")
     args = parser.parse_args()
     bootstrap = os.environ.get("VITALS_KAFKA_BOOTSTRAP") or up(LocalKafka())
@@ -164,10 +205,13 @@ def main() -> None:
     raw = results["aiokafka_raw"]["msgs_per_s_median"]
     out = {
         "what": "validate + dedup + forward, 1-s telemetry chunks (125 Hz PPG or numerics), local single-node broker",
-        "messages_per_run": args.messages, "mean_message_bytes": round(size), "runs": args.runs,
+        "messages_per_run": args.messages,
+        "mean_message_bytes": round(size),
+        "runs": args.runs,
         "results": results,
         "ratios_to_aiokafka_raw": {k: round(v["msgs_per_s_median"] / raw, 3) for k, v in results.items()},
-        "machine": _machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": _machine(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -103,9 +103,7 @@ def challenge_scores(labels: np.ndarray, probs: np.ndarray, seed: int = SEED) ->
         "n_records": len(labels),
         "f1_af": metrics.with_ci(f1_af(everyone), metrics.bootstrap_ci(f1_af, len(labels), seed)),
         "f1_mean_nao": metrics.with_ci(f1_nao(everyone), metrics.bootstrap_ci(f1_nao, len(labels), seed)),
-        "f1_per_class": dict(
-            zip(AF_CLASSES, np.round(metrics.f1_per_class(labels, pred, 4), 4).tolist(), strict=True)
-        ),
+        "f1_per_class": dict(zip(AF_CLASSES, np.round(metrics.f1_per_class(labels, pred, 4), 4).tolist(), strict=True)),
         "confusion_rows_true_cols_pred": confusion.tolist(),
         "auroc_af_vs_rest": round(metrics.safe_auroc((labels == A).astype(int), probs[:, A]), 4),
     }
@@ -152,9 +150,7 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
 
     model = build(GRUConfig(n_inputs=N_RR_INPUTS, n_outputs=len(AF_CLASSES), n_hidden=32))
     select = lambda m: challenge_scores(y["val"], record_probs(m, parts["val"]))["f1_mean_nao"]["value"]  # noqa: E731
-    model, history = fit(
-        model, items, _cross_entropy, select, epochs=1 if quick else 40, lr=3e-3, batch_size=32
-    )
+    model, history = fit(model, items, _cross_entropy, select, epochs=1 if quick else 40, lr=3e-3, batch_size=32)
     val_probs = record_probs(model, parts["val"])
     threshold = best_af_threshold(y["val"], val_probs)
     test = challenge_scores(y["test"], record_probs(model, parts["test"]))
@@ -195,7 +191,5 @@ def _mitdb_records(data: Path) -> list[str]:
 
 
 def _training_files(data: Path, names: Sequence[str], mitdb: Sequence[str]) -> list[Path]:
-    c17 = [data / "challenge2017_af" / f"{n}.mat" for n in names] + [
-        data / "challenge2017_af" / "REFERENCE.csv"
-    ]
+    c17 = [data / "challenge2017_af" / f"{n}.mat" for n in names] + [data / "challenge2017_af" / "REFERENCE.csv"]
     return c17 + [data / "mitdb" / f"{r}.{ext}" for r in mitdb for ext in ("dat", "hea", "atr")]

@@ -35,9 +35,7 @@ def step_scores(pred_prev: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.where(n > 0, np.nansum(err, axis=1) / np.maximum(n, 1), np.nan)
 
 
-def stay_scores(
-    model: GRUNet, vitals: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray
-) -> list[np.ndarray]:
+def stay_scores(model: GRUNet, vitals: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
     """Scores of hours 1..T-1 of each stay (hour 0 has no forecast)."""
     empty = np.full(len(VITALS), np.nan)
     inputs = [vitals_inputs(v, empty, mean, std)[0] for v in vitals]
@@ -51,9 +49,7 @@ def _masked_mse(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch
     return (err**2).sum() / valid.sum().clamp_min(1)
 
 
-def alarm_rate(
-    scores: Sequence[np.ndarray], threshold: float, seed: int = SEED, step: str = "hour"
-) -> dict[str, Any]:
+def alarm_rate(scores: Sequence[np.ndarray], threshold: float, seed: int = SEED, step: str = "hour") -> dict[str, Any]:
     """Fraction of scored patient-steps above threshold, with a patient-level bootstrap CI."""
     above = np.array([np.sum(s[~np.isnan(s)] >= threshold) for s in scores], dtype=float)
     hours = np.array([np.sum(~np.isnan(s)) for s in scores], dtype=float)
@@ -62,9 +58,7 @@ def alarm_rate(
     return {
         "n_patients": len(scores),
         f"n_scored_{step}s": int(hours.sum()),
-        f"alarms_per_patient_{step}": metrics.with_ci(
-            rate(everyone), metrics.bootstrap_ci(rate, len(scores), seed)
-        ),
+        f"alarms_per_patient_{step}": metrics.with_ci(rate(everyone), metrics.bootstrap_ci(rate, len(scores), seed)),
     }
 
 
@@ -73,9 +67,7 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     seed_everything(SEED)
     folder = data / "challenge2019_sepsis"
     patients = load_sepsis(folder, limit=150 if quick else None)
-    split = split_ids(
-        [p.name for p in patients], ["septic" if p.labels.any() else "non" for p in patients], SEED
-    )
+    split = split_ids([p.name for p in patients], ["septic" if p.labels.any() else "non" for p in patients], SEED)
     by = {p.name: p for p in patients}
     normal = {k: [by[n].vitals for n in v if not by[n].labels.any()] for k, v in split.items()}
     train_v = clean_vitals(np.concatenate(normal["train"]))

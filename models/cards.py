@@ -18,10 +18,8 @@ CITE = {
     "c19": "Reyna MA, Josef CS, Jeter R, Shashikumar SP, Westover MB, Nemati S, Clifford GD, Sharma A. Early "
     "Prediction of Sepsis From Clinical Data: The PhysioNet/Computing in Cardiology Challenge 2019. Critical "
     "Care Medicine 48(2):210-217 (2020).",
-    "mitdb": "Moody GB, Mark RG. The impact of the MIT-BIH Arrhythmia Database. "
-    "IEEE Eng Med Biol 20(3):45-50 (2001).",
-    "physionet": "Goldberger A, et al. PhysioBank, PhysioToolkit, and PhysioNet. "
-    "Circulation 101(23):e215-e220 (2000).",
+    "mitdb": "Moody GB, Mark RG. The impact of the MIT-BIH Arrhythmia Database. IEEE Eng Med Biol 20(3):45-50 (2001).",
+    "physionet": "Goldberger A, et al. PhysioBank, PhysioToolkit, and PhysioNet. Circulation 101(23):e215-e220 (2000).",
 }
 
 
@@ -241,10 +239,7 @@ def _anomaly(meta: dict[str, Any]) -> list[str]:
         "(95% CI: 1,000 bootstrap resamples of patients);",
         f"- validation: {ci(m['val']['alarms_per_patient_hour'])}.",
         *(
-            [
-                "- for contrast, septic test patients in the 12 h before onset: "
-                f"{ci(pre['alarms_per_patient_hour'])}."
-            ]
+            [f"- for contrast, septic test patients in the 12 h before onset: {ci(pre['alarms_per_patient_hour'])}."]
             if pre
             else []
         ),

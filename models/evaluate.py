@@ -47,9 +47,7 @@ def evaluate_anomaly(data: Path, weights_dir: Path | None = None) -> dict[str, A
     ckpt = checkpoint.load(anomaly.NAME, weights_dir)
     mean, std = np.asarray(ckpt.meta["norm_mean"]), np.asarray(ckpt.meta["norm_std"])
     normal = [p.vitals for p in load_sepsis(data) if not p.labels.any()]
-    rate = anomaly.alarm_rate(
-        anomaly.stay_scores(ckpt.model, normal, mean, std), ckpt.meta["thresholds"]["alarm"]
-    )
+    rate = anomaly.alarm_rate(anomaly.stay_scores(ckpt.model, normal, mean, std), ckpt.meta["thresholds"]["alarm"])
     return {"model": anomaly.NAME, "version": ckpt.version, "data": str(data), **_flatten(rate)}
 
 
@@ -94,13 +92,9 @@ def register_eval(eval_subparsers) -> None:
     )
     for name, handler, help_text in specs:
         parser = eval_subparsers.add_parser(name, help=help_text)
-        parser.add_argument(
-            "--data", type=Path, required=True, help="folder in the layout of ../shared/data/<set>"
-        )
+        parser.add_argument("--data", type=Path, required=True, help="folder in the layout of ../shared/data/<set>")
         parser.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
         parser.add_argument("--weights-dir", type=Path, default=None, help="checkpoints (default: shipped)")
         if name == "af":
-            parser.add_argument(
-                "--mitdb", type=Path, default=None, help="also score an MIT-BIH folder per interval"
-            )
+            parser.add_argument("--mitdb", type=Path, default=None, help="also score an MIT-BIH folder per interval")
         parser.set_defaults(func=handler)

@@ -55,8 +55,6 @@ def auroc_by_unit(units: list[np.ndarray], scores: list[np.ndarray], seed: int =
 
     rng = np.random.default_rng(seed)
     n = n or N_BOOTSTRAP
-    draws = [
-        auc(np.bincount(rng.integers(0, len(units), len(units)), minlength=len(units))) for _ in range(n)
-    ]
+    draws = [auc(np.bincount(rng.integers(0, len(units), len(units)), minlength=len(units))) for _ in range(n)]
     draws = [d for d in draws if np.isfinite(d)]
     return auc(np.ones(len(units))), tuple(float(v) for v in np.percentile(draws, [2.5, 97.5]))

@@ -71,9 +71,7 @@ class Predictor:
             if r.h is not None:
                 h[:, i] = r.h
         with torch.inference_mode():
-            out, h_next = self.model(
-                torch.from_numpy(x).to(self.device), torch.from_numpy(h).to(self.device), lengths
-            )
+            out, h_next = self.model(torch.from_numpy(x).to(self.device), torch.from_numpy(h).to(self.device), lengths)
             out_np, h_np = out.cpu().numpy(), h_next.cpu().numpy()  # (B, T, O), (L, B, H)
         return [
             StepResult(r.key, out_np[i, : len(r.x)].copy(), h_np[:, i].copy(), self.name, self.version)

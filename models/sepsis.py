@@ -37,9 +37,7 @@ def with_hours(x: np.ndarray, first_hour: int) -> np.ndarray:
 
 def encode(patients: Sequence[Patient], mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
     """Model inputs (T, 15) of each whole stay, from an empty carried state."""
-    return [
-        with_hours(vitals_inputs(p.vitals, np.full(len(VITALS), np.nan), mean, std)[0], 0) for p in patients
-    ]
+    return [with_hours(vitals_inputs(p.vitals, np.full(len(VITALS), np.nan), mean, std)[0], 0) for p in patients]
 
 
 def tree_features(x: np.ndarray) -> np.ndarray:
@@ -82,9 +80,7 @@ def score_patients(
         return float((obs[idx].sum() - none[idx].sum()) / gain) if gain > 0 else float("nan")
 
     def auroc(idx: np.ndarray) -> float:
-        return metrics.safe_auroc(
-            np.concatenate([labels[i] for i in idx]), np.concatenate([probs[i] for i in idx])
-        )
+        return metrics.safe_auroc(np.concatenate([labels[i] for i in idx]), np.concatenate([probs[i] for i in idx]))
 
     everyone = np.arange(len(labels))
     return {
@@ -131,9 +127,7 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     model = build(GRUConfig(n_inputs=N_INPUTS, n_outputs=1, n_hidden=32))
     items = [(xi, yi[:, None]) for xi, yi in zip(x["train"], y["train"], strict=True)]
     val_auroc = lambda m: metrics.safe_auroc(np.concatenate(y["val"]), np.concatenate(gru_probs(m, x["val"])))  # noqa: E731
-    model, history = fit(
-        model, items, _bce(min(20.0, (1 - pos) / pos)), val_auroc, epochs=1 if quick else 20, lr=3e-3
-    )
+    model, history = fit(model, items, _bce(min(20.0, (1 - pos) / pos)), val_auroc, epochs=1 if quick else 20, lr=3e-3)
     gru = {k: gru_probs(model, x[k]) for k in ("val", "test")}
     gru_thr = best_threshold(y["val"], gru["val"])
 
@@ -154,9 +148,7 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
             "val": score_patients(y["val"], probs["val"], thr),
             "test": score_patients(y["test"], probs["test"], thr),
         }
-        log.info(
-            "%s: val %s test %s", label, results[label]["val"]["utility"], results[label]["test"]["utility"]
-        )
+        log.info("%s: val %s test %s", label, results[label]["val"]["utility"], results[label]["test"]["utility"])
     winner = max(results, key=lambda k: results[k]["val"]["utility"]["value"])
     meta = {
         "version_prefix": "1",
@@ -190,9 +182,7 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     return checkpoint.load_meta(NAME, weights_dir)
 
 
-def predict_stays(
-    vitals: Sequence[np.ndarray], weights_dir: Path | None = None
-) -> tuple[list[np.ndarray], dict]:
+def predict_stays(vitals: Sequence[np.ndarray], weights_dir: Path | None = None) -> tuple[list[np.ndarray], dict]:
     """Hourly probabilities of whole stays from the shipped model (GRU or trees), and its metadata."""
     meta = checkpoint.load_meta(NAME, weights_dir)
     mean, std = np.asarray(meta["norm_mean"]), np.asarray(meta["norm_std"])

@@ -199,9 +199,7 @@ class SepsisAdapter:
         pending.update(last=_nan_to_none(last), n_hours=n_hours + len(rows))
         x = with_hours(x, n_hours)
         if self.trees:  # memoryless trees see lagged changes: keep the last hours' inputs instead of h
-            full = np.concatenate(
-                [np.asarray(st.get("x_hist", np.zeros((0, x.shape[1]))), dtype=np.float32), x]
-            )
+            full = np.concatenate([np.asarray(st.get("x_hist", np.zeros((0, x.shape[1]))), dtype=np.float32), x])
             pending["x_hist"] = full[-max(TREE_LAGS_H) :].tolist()
             x = tree_features(full)[-len(x) :]
         return Plan(key, x, _hidden(st), marks, pending)

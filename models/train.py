@@ -73,9 +73,7 @@ def fit(
         model.eval()
         score = float(select(model))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_score": score})
-        log.info(
-            "epoch %d loss %.4f val %.4f (%.1f s)", epoch, np.mean(losses), score, time.monotonic() - start
-        )
+        log.info("epoch %d loss %.4f val %.4f (%.1f s)", epoch, np.mean(losses), score, time.monotonic() - start)
         if score > best_score:
             best, best_score = copy.deepcopy(model.state_dict()), score
     model.load_state_dict(best)
@@ -124,9 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=sorted(MODEL_MODULES), help="which model to train")
     parser.add_argument("--data", type=Path, default=None, help="data root (default ../shared/data)")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where to write the checkpoint")
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny subset, one epoch: proves the command runs"
-    )
+    parser.add_argument("--quick", action="store_true", help="tiny subset, one epoch: proves the command runs")
 
 
 def _handle(args: argparse.Namespace) -> int:

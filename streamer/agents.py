@@ -67,7 +67,7 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
         default=None,
         partitions=settings.partitions,
         use_partitioner=True,
-        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+        key_type=bytes,  # raw keys; values use the app default serializer (json)
     )
     counts: Counter[str] = Counter()
     valid_topic, dlq_topic = settings.topics.telemetry_valid, settings.topics.dlq
@@ -163,14 +163,14 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
         default=None,
         partitions=settings.partitions,
         use_partitioner=True,
-        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+        key_type=bytes,  # raw keys; values use the app default serializer (json)
     )
     alert_index = app.Table(  # alert_id -> device_id, so an acknowledgement finds its device after a restart
         "alert-index",
         default=None,
         partitions=settings.partitions,
         use_partitioner=True,
-        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+        key_type=bytes,  # raw keys; values use the app default serializer (json)
     )
     pipeline = Pipeline(settings, _load_inference(settings))
     lock = asyncio.Lock()  # the stream, the wall-clock timer and acks all touch the same device runtimes

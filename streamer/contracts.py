@@ -262,6 +262,9 @@ class ScoreRecord(_Wire):
     score: float
     threshold: float | None = None
     above_threshold: bool | None = None
+    source: Literal["ecg", "ppg", "rr", "resp", "numerics", "motion"] | None = Field(
+        default=None, description="The window signal the model read (af scores ECG and PPG rhythm separately)."
+    )
 
 
 WIRE_MODELS: dict[str, type[BaseModel]] = {

@@ -36,8 +36,22 @@ class Golden:
 
 
 GOLDENS = (
-    Golden("mitdb201_af", "wfdb", "mitdb/201", 0, 600, "reference rhythm AFIB 0-6.31 min and 7.95-8.57 min, nodal/bradycardic runs between"),
-    Golden("mitdb202_af_onset", "wfdb", "mitdb/202", 1080, 1680, "reference rhythm N until 19.04 min, then AFIB (short N runs), AFL at 25.45, AFIB at 26.25"),
+    Golden(
+        "mitdb201_af",
+        "wfdb",
+        "mitdb/201",
+        0,
+        600,
+        "reference rhythm AFIB 0-6.31 min and 7.95-8.57 min, nodal/bradycardic runs between",
+    ),
+    Golden(
+        "mitdb202_af_onset",
+        "wfdb",
+        "mitdb/202",
+        1080,
+        1680,
+        "reference rhythm N until 19.04 min, then AFIB (short N runs), AFL at 25.45, AFIB at 26.25",
+    ),
     Golden("mitdb100_clean", "wfdb", "mitdb/100", 0, 300, "clean sinus rhythm: nothing above low priority"),
     Golden("bidmc01_icu", "bidmc", "bidmc/bidmc_01_Signals.csv.gz", 0, 300, "ICU PPG/ECG/resp with numerics"),
 )
@@ -58,8 +72,9 @@ def cut(g: Golden) -> Path:
         full = Path(tmp) / "full.jsonl.gz"
         write_session(g.kind, DATA / g.source, full)
         lo, hi = BASE_TS_MS + g.start_s * 1000, BASE_TS_MS + g.end_s * 1000
-        with SessionWriter(session_path(g), source=f"golden:{g.name}:{g.source}[{g.start_s}s,{g.end_s}s)",
-                           created_ms=BASE_TS_MS) as writer:
+        with SessionWriter(
+            session_path(g), source=f"golden:{g.name}:{g.source}[{g.start_s}s,{g.end_s}s)", created_ms=BASE_TS_MS
+        ) as writer:
             for record in read_session(full):
                 if lo <= record.timestamp_ms < hi:
                     writer.write(record)
@@ -69,15 +84,30 @@ def cut(g: Golden) -> Path:
 def summarize(g: Golden, settings: Settings | None = None, inference: Any | None = None) -> dict[str, Any]:
     """What the stored expectation holds: every alert transition, and the counts of features and scores."""
     settings = settings or Settings()
-    result = analyze_records(read_session(session_path(g)), settings,
-                             inference=inference if inference is not None else default_inference(settings))
+    result = analyze_records(
+        read_session(session_path(g)),
+        settings,
+        inference=inference if inference is not None else default_inference(settings),
+    )
     return {
-        "golden": g.name, "why": g.why, "source": f"{g.source} [{g.start_s} s, {g.end_s} s)",
-        "alerts": [{"alert_id": a.alert_id, "condition": a.condition.value, "priority": a.priority.value,
-                    "state": a.state.value, "transition_ts_ms": a.transition_ts_ms}
-                   for a in result.output.alerts],
-        "counts": {"valid": result.counts["valid"], "features": len(result.output.features),
-                   "scores": len(result.output.scores)},
+        "golden": g.name,
+        "why": g.why,
+        "source": f"{g.source} [{g.start_s} s, {g.end_s} s)",
+        "alerts": [
+            {
+                "alert_id": a.alert_id,
+                "condition": a.condition.value,
+                "priority": a.priority.value,
+                "state": a.state.value,
+                "transition_ts_ms": a.transition_ts_ms,
+            }
+            for a in result.output.alerts
+        ],
+        "counts": {
+            "valid": result.counts["valid"],
+            "features": len(result.output.features),
+            "scores": len(result.output.scores),
+        },
     }
 
 

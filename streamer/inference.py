@@ -79,9 +79,7 @@ class InferenceStage:
                 )
         return InferenceOutput(tuple(scores), tuple(events))
 
-    async def run_async(
-        self, windows: Sequence[FeatureWindow], states: MutableMapping[str, dict]
-    ) -> InferenceOutput:
+    async def run_async(self, windows: Sequence[FeatureWindow], states: MutableMapping[str, dict]) -> InferenceOutput:
         """As ``run``, with the model calls micro-batched with other callers, off the event loop."""
         scores: list[ScoreRecord] = []
         events: list[TechnicalEvent] = []
@@ -147,7 +145,7 @@ class InferenceStage:
         try:
             results = infer(self._requests(work)) if work.plans else []
             new_scores = [
-                self._record(device_id, model, s.ts_ms, s.score)
+                self._record(device_id, model, s.ts_ms, s.score, _source(plan.key))
                 for (device_id, plan), result in zip(work.plans, results, strict=True)
                 for s in model.adapter.scores(plan, result.out, states[device_id][plan.key])
             ]
@@ -160,7 +158,7 @@ class InferenceStage:
         self._available(work, states, events)
 
     @staticmethod
-    def _record(device_id: str, model: _Model, ts_ms: int, score: float) -> ScoreRecord:
+    def _record(device_id: str, model: _Model, ts_ms: int, score: float, source: str) -> ScoreRecord:
         thr = model.adapter.threshold
         return ScoreRecord(
             device_id=device_id,
@@ -169,6 +167,7 @@ class InferenceStage:
             score=score,
             threshold=thr,
             above_threshold=score >= thr,
+            source=source,  # type: ignore[arg-type]
         )
 
     def _failed(self, work: _Work, states, events: list[TechnicalEvent], exc: Exception) -> None:
@@ -185,6 +184,11 @@ class InferenceStage:
             if work.name in flagged:
                 flagged.remove(work.name)
                 events.append(_event(device_id, work.name, False, ts_ms, "model running again"))
+
+
+def _source(state_key: str) -> str:
+    """The window signal behind a state key: "af:ecg" -> "ecg"; the vitals models read numerics windows."""
+    return state_key.split(":", 1)[1] if ":" in state_key else "numerics"
 
 
 def _event(device_id: str, model: str, active: bool, ts_ms: int, detail: str) -> TechnicalEvent:

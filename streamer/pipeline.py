@@ -140,9 +140,9 @@ class Pipeline:
     def _finish(self, steps: list[tuple[DeviceRuntime, StageOutput, int | None]], out: PipelineOutput) -> None:
         windows = [fw for _, stage, _ in steps for fw in stage.windows]
         scores, model_events = self._infer(windows)
-        by_window: dict[tuple[str, int], list[ScoreRecord]] = defaultdict(list)
+        by_window: dict[tuple[str, str | None, int], list[ScoreRecord]] = defaultdict(list)
         for score in scores:
-            by_window[(score.device_id, score.ts_ms)].append(score)
+            by_window[(score.device_id, score.source, score.ts_ms)].append(score)
         model_events_by_device: dict[str, list[TechnicalEvent]] = defaultdict(list)
         for ev in model_events:
             model_events_by_device[ev.device_id].append(ev)
@@ -154,7 +154,7 @@ class Pipeline:
             for ev in stage.events:
                 out.alerts += policy.on_event(ev, ingest_ts_ms)
             for fw in stage.windows:
-                for score in by_window.pop((fw.device_id, fw.window_end_ms), ()):
+                for score in by_window.pop((fw.device_id, fw.signal, fw.window_end_ms), ()):
                     out.scores.append(score)
                     out.alerts += policy.on_score(score, ingest_ts_ms)
             for ev in model_events_by_device.pop(policy.device_id, ()):

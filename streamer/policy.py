@@ -57,6 +57,10 @@ QUALITY_SIGNALS = ("ecg", "ppg", "resp")  # signals whose window quality gates p
 TECHNICAL = (Condition.LOW_SIGNAL_QUALITY, Condition.DEVICE_SILENT, Condition.MODEL_UNAVAILABLE)
 
 
+# Which window signal a model score is best taken from (lower is better).
+SCORE_SOURCE_RANK = {"ecg": 0, "rr": 1, "ppg": 2}
+
+
 def alert_id_for(device_id: str, condition: str, episode_start_ms: int) -> str:
     """Deterministic alert id: the first 32 hex digits of SHA-256 over the episode's identity."""
     return hashlib.sha256(f"{device_id}|{condition}|{episode_start_ms}".encode()).hexdigest()[:32]
@@ -99,6 +103,8 @@ class AlertPolicy:
         rule = MODEL_RULES.get(score.model.name)
         if rule is None:
             log.debug("no alert rule for model %s", score.model.name)
+            return self._escalate(t, ingest_ts_ms)
+        if self._score_outranked(score, t):
             return self._escalate(t, ingest_ts_ms)
         threshold = DEFAULT_MODEL_THRESHOLD if score.threshold is None else score.threshold
         if score.threshold is None and score.above_threshold is not None:
@@ -194,6 +200,19 @@ class AlertPolicy:
         if fw.signal == "numerics":
             values.update(news2_values(fw.features if fw.usable else {}, values))
         return values
+
+    def _score_outranked(self, score: ScoreRecord, t: int) -> bool:
+        """A model scored from a weaker source (AF from PPG pulse intervals) yields while a better one (ECG) is fresh.
+
+        Two sources interleaved on one persistence track would flap: only the best fresh source drives it.
+        """
+        if score.source is None:
+            return False
+        self.seen[f"score:{score.model.name}/{score.source}"] = t
+        rank = SCORE_SOURCE_RANK.get(score.source, len(SCORE_SOURCE_RANK))
+        better = [s for s, r in SCORE_SOURCE_RANK.items() if r < rank]
+        last = [self.seen.get(f"score:{score.model.name}/{s}") for s in better]
+        return any(ts is not None and t - ts <= self._fresh_ms for ts in last)
 
     def _outranked(self, better: tuple[tuple[str, str], ...], fw: FeatureWindow) -> bool:
         last = [self.seen.get(f"{s}/{f}") for s, f in better]

@@ -14,14 +14,10 @@ from streamer.alarm_burden import evaluate, load_numerics, naive_alarms, ppg_qua
 
 pytestmark = pytest.mark.unit
 
-BIDMC = Path(
-    os.environ.get("VITALS_DATA_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
-)
+BIDMC = Path(os.environ.get("VITALS_DATA_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
 BIDMC = BIDMC / "bidmc"
 SUBSET = ("bidmc_13", "bidmc_25", "bidmc_33", "bidmc_46")
-needs_data = pytest.mark.skipif(
-    not (BIDMC / "bidmc_01_Numerics.csv").exists(), reason="BIDMC data not present"
-)
+needs_data = pytest.mark.skipif(not (BIDMC / "bidmc_01_Numerics.csv").exists(), reason="BIDMC data not present")
 
 
 def synthetic(hr, resp=None, spo2=None):

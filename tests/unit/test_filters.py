@@ -55,9 +55,7 @@ def test_state_survives_json_round_trip() -> None:
     f = CausalFilter.design("ecg", FS, "qrs")
     head = f.process(x[:333])
     g = CausalFilter.from_state(json.loads(json.dumps(f.to_state())))
-    assert np.array_equal(
-        np.concatenate([head, g.process(x[333:])]), CausalFilter.design("ecg", FS, "qrs").process(x)
-    )
+    assert np.array_equal(np.concatenate([head, g.process(x[333:])]), CausalFilter.design("ecg", FS, "qrs").process(x))
 
 
 @pytest.mark.parametrize("mains_hz", [50.0, 60.0])

@@ -78,9 +78,7 @@ def test_cinc2017_record_is_val_over_1000() -> None:
     _assert_device_order(msgs)
     _assert_chunks([m for _, m in msgs], fs_hz, n)
     val = loadmat(str(CINC_A00007))["val"][0]
-    np.testing.assert_allclose(
-        np.concatenate([m["samples"] for _, m in msgs]), val / 1000.0, rtol=0, atol=1e-12
-    )
+    np.testing.assert_allclose(np.concatenate([m["samples"] for _, m in msgs]), val / 1000.0, rtol=0, atol=1e-12)
 
 
 def test_bidmc_record_waveforms_and_numerics() -> None:

@@ -57,9 +57,7 @@ def test_anomaly_reproduces_stored_alarm_rate(patients, monkeypatch) -> None:
     normal = [patients[n].vitals for n in ckpt.meta["split"]["test_patients"] if not patients[n].labels.any()]
     mean, std = np.asarray(ckpt.meta["norm_mean"]), np.asarray(ckpt.meta["norm_std"])
     monkeypatch.setattr(metrics, "N_BOOTSTRAP", 20)
-    again = anomaly.alarm_rate(
-        anomaly.stay_scores(ckpt.model, normal, mean, std), ckpt.meta["thresholds"]["alarm"]
-    )
+    again = anomaly.alarm_rate(anomaly.stay_scores(ckpt.model, normal, mean, std), ckpt.meta["thresholds"]["alarm"])
     stored = ckpt.meta["metrics"]["test"]["alarms_per_patient_hour"]["value"]
     assert again["alarms_per_patient_hour"]["value"] == pytest.approx(stored, abs=1e-4)
     assert stored <= 2 * ckpt.meta["thresholds"]["target_fpr_per_patient_hour"]
@@ -88,8 +86,5 @@ def test_af_reproduces_stored_test_metrics_in_full(monkeypatch) -> None:
         np.array([af.AF_CLASSES.index(labels[n]) for n in names]),
         af.record_probs(ckpt.model, load_challenge2017(folder, names)),
     )
-    assert (
-        again["confusion_rows_true_cols_pred"]
-        == ckpt.meta["metrics"]["test"]["confusion_rows_true_cols_pred"]
-    )
+    assert again["confusion_rows_true_cols_pred"] == ckpt.meta["metrics"]["test"]["confusion_rows_true_cols_pred"]
     assert again["f1_mean_nao"]["value"] == ckpt.meta["metrics"]["test"]["f1_mean_nao"]["value"]

@@ -54,9 +54,7 @@ def ecg_windows(record: str, device_id: str) -> list[FeatureWindow]:
         inside = np.flatnonzero((peaks_ms[1:] >= start) & (peaks_ms[1:] < start + 10_000)) + 1
         rr = tuple(float(peaks_ms[i] - peaks_ms[i - 1]) for i in inside)
         windows.append(
-            FeatureWindow(
-                device_id, "ecg", T0_MS + int(start), T0_MS + int(start) + 10_000, 0.9, True, {}, rr_ms=rr
-            )
+            FeatureWindow(device_id, "ecg", T0_MS + int(start), T0_MS + int(start) + 10_000, 0.9, True, {}, rr_ms=rr)
         )
     return windows
 
@@ -94,13 +92,9 @@ def test_sepsis_and_anomaly_streams_equal_offline_whole_stays(stage, patients) -
         # Hour k is scored when hour k + 1 opens; the last hour stays open.
         got = [s.score for s in septic_scores[f"dev{d}"]]
         np.testing.assert_allclose(got, probs[d][:-1], rtol=1e-5, atol=1e-6)
-        assert [s.ts_ms for s in septic_scores[f"dev{d}"]] == [
-            T0_MS + (k + 1) * HOUR_MS for k in range(len(got))
-        ]
+        assert [s.ts_ms for s in septic_scores[f"dev{d}"]] == [T0_MS + (k + 1) * HOUR_MS for k in range(len(got))]
         expected = offline_anomaly[d][~np.isnan(offline_anomaly[d])]
-        np.testing.assert_allclose(
-            [s.score for s in anomaly_scores[f"dev{d}"]], expected, rtol=1e-4, atol=1e-5
-        )
+        np.testing.assert_allclose([s.score for s in anomaly_scores[f"dev{d}"]], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_af_stream_feeds_each_interval_once(stage) -> None:

@@ -54,13 +54,8 @@ def test_train_anomaly_quick_reproduces_its_alarm_rate(tmp_path, monkeypatch) ->
     normal = [by[n].vitals for n in meta["split"]["test_patients"] if not by[n].labels.any()]
     mean, std = np.asarray(meta["norm_mean"]), np.asarray(meta["norm_std"])
     monkeypatch.setattr(metrics, "N_BOOTSTRAP", 50)
-    again = anomaly.alarm_rate(
-        anomaly.stay_scores(ckpt.model, normal, mean, std), meta["thresholds"]["alarm"]
-    )
-    assert (
-        again["alarms_per_patient_hour"]["value"]
-        == meta["metrics"]["test"]["alarms_per_patient_hour"]["value"]
-    )
+    again = anomaly.alarm_rate(anomaly.stay_scores(ckpt.model, normal, mean, std), meta["thresholds"]["alarm"])
+    assert again["alarms_per_patient_hour"]["value"] == meta["metrics"]["test"]["alarms_per_patient_hour"]["value"]
 
 
 def test_train_af_quick_reproduces_its_f1(tmp_path, monkeypatch) -> None:

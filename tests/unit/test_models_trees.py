@@ -70,7 +70,5 @@ def test_auroc_by_unit_matches_sklearn_with_ties() -> None:
     units = [rng.integers(0, 2, int(rng.integers(1, 40))) for _ in range(60)]
     scores = [np.round(rng.random(len(u)) + 0.4 * u, 1) for u in units]  # rounding makes ties
     value, (lo, hi) = metrics.auroc_by_unit(units, scores, seed=0, n=200)
-    assert value == pytest.approx(
-        metrics.safe_auroc(np.concatenate(units), np.concatenate(scores)), abs=1e-12
-    )
+    assert value == pytest.approx(metrics.safe_auroc(np.concatenate(units), np.concatenate(scores)), abs=1e-12)
     assert lo < value < hi

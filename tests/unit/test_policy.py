@@ -39,9 +39,7 @@ def feed_numerics(policy, values, step_s=10, start_s=0, key="spo2_pct", **other)
     out = []
     for i, v in enumerate(values):
         t0 = start_s + i * step_s
-        out += [
-            (i, a) for a in policy.on_window(numerics(t0, t0 + step_s, **{key: v, **other}), t0 * 1000 + 1)
-        ]
+        out += [(i, a) for a in policy.on_window(numerics(t0, t0 + step_s, **{key: v, **other}), t0 * 1000 + 1)]
     return out
 
 
@@ -169,11 +167,7 @@ def test_news2_high_from_numerics_with_partial_parameters():
 
 def test_af_episode_after_three_consecutive_scores_carries_the_model():
     policy = AlertPolicy(DEV, SETTINGS)
-    out = [
-        a
-        for i, v in enumerate([0.7, 0.8, 0.2, 0.6, 0.9, 0.95])
-        for a in policy.on_score(score(2 * i, "af", v))
-    ]
+    out = [a for i, v in enumerate([0.7, 0.8, 0.2, 0.6, 0.9, 0.95]) for a in policy.on_score(score(2 * i, "af", v))]
     assert [(a.condition, a.state, a.transition_ts_ms) for a in out] == [
         (Condition.AF_EPISODE, AlertState.RAISED, 10_000)
     ]
@@ -324,3 +318,21 @@ def test_input_for_another_device_is_a_bug_and_fails_loudly():
     policy = AlertPolicy(DEV, SETTINGS)
     with pytest.raises(ValueError, match="dev-other"):
         policy.on_window(FeatureWindow("dev-other", "numerics", 0, 10_000, None, True, {"spo2_pct": 80.0}))
+
+
+def test_af_from_ppg_yields_to_fresh_ecg_scores():
+    """ECG and PPG rhythm both score AF; interleaved on one track they would flap, so ECG rules while fresh."""
+    policy = AlertPolicy(DEV, SETTINGS)
+
+    def src(ts_s, value, source):
+        return score(ts_s, "af", value).model_copy(update={"source": source})
+
+    out = []
+    for i in range(6):  # ECG says sinus rhythm, PPG (a pulse deficit, say) says AF
+        out += policy.on_score(src(2 * i, 0.1, "ecg"))
+        out += policy.on_score(src(2 * i, 0.9, "ppg"))
+    assert out == []
+    later = [a for i in range(6, 10) for a in policy.on_score(src(2 * i, 0.9, "ppg"))]
+    assert later == []  # ECG last scored at 10 s: fresh for silence_timeout_s (30 s), PPG still yields
+    stale = [a for i in range(4) for a in policy.on_score(src(50 + 2 * i, 0.9, "ppg"))]
+    assert [(a.condition, a.state) for a in stale] == [(Condition.AF_EPISODE, AlertState.RAISED)]

@@ -56,9 +56,7 @@ class FakeClock:
         self.t += s
 
 
-def _replay(
-    session: Path, plan: ReplayPlan, passes: int = 1
-) -> tuple[list[tuple[float, OutRecord]], FakeClock]:
+def _replay(session: Path, plan: ReplayPlan, passes: int = 1) -> tuple[list[tuple[float, OutRecord]], FakeClock]:
     clock, sent = FakeClock(), []
     stats = scan(read_session(session))
     replay(lambda: read_session(session), lambda out: sent.append((clock.t - 100.0, out)), plan,
@@ -98,9 +96,7 @@ def test_fast_never_sleeps(cinc_session: Path) -> None:
 def test_identity_plan_sends_the_recorded_bytes(cinc_session: Path) -> None:
     records = list(read_session(cinc_session))
     sent, _ = _replay(cinc_session, ReplayPlan(speed=math.inf))
-    assert [(o.key, o.value, o.timestamp_ms) for _, o in sent] == [
-        (r.key, r.value, r.timestamp_ms) for r in records
-    ]
+    assert [(o.key, o.value, o.timestamp_ms) for _, o in sent] == [(r.key, r.value, r.timestamp_ms) for r in records]
 
 
 def test_timestamps_rewritten_so_first_message_is_now(cinc_session: Path) -> None:
@@ -241,9 +237,7 @@ def test_cli_pacing_flags() -> None:
     assert parse(["replay", "s.gz", "--fast", "--fan-out", "3", "--loop"]).speed == math.inf
     with pytest.raises(SystemExit):
         parse(["replay", "s.gz", "--fast", "--realtime"])
-    args = parse(
-        ["record", "a", "b", "-o", "x.gz", "--seconds", "5", "--max-messages", "9", "--from-beginning"]
-    )
+    args = parse(["record", "a", "b", "-o", "x.gz", "--seconds", "5", "--max-messages", "9", "--from-beginning"])
     assert (args.topics, args.seconds, args.max_messages, args.from_beginning) == (["a", "b"], 5.0, 9, True)
 
 

@@ -36,9 +36,7 @@ def bidmc_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _alert(
-    alert_id: str, state: str, priority: str, start_s: int, at_s: int, device: str = "bidmc-01"
-) -> dict:
+def _alert(alert_id: str, state: str, priority: str, start_s: int, at_s: int, device: str = "bidmc-01") -> dict:
     return Alert(
         alert_id=alert_id, device_id=device, condition="SPO2_LOW", priority=priority, state=state,
         episode_start_ms=BASE_TS_MS + start_s * 1000, transition_ts_ms=BASE_TS_MS + at_s * 1000,
