@@ -58,17 +58,16 @@ def _alerts(args: argparse.Namespace) -> int:
             except (ValidationError, TypeError):
                 print(f"skipping a record that is not an alert at offset {record.offset}", file=sys.stderr)
 
-    shown = 0
     if not args.json:
         print(HEADER, flush=True)
-    for alert in matching(
+    selected = matching(
         parsed(),
         min_priority=Priority(args.min_priority),
         conditions=set(args.condition or ()),
         devices=set(args.device or ()),
-    ):
+    )
+    for shown, alert in enumerate(selected, start=1):
         print(alert.model_dump_json() if args.json else table_row(alert), flush=True)
-        shown += 1
         if args.max_alerts and shown >= args.max_alerts:
             break
     return 0

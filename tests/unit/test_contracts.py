@@ -112,3 +112,30 @@ def test_alert_priority_and_condition_are_closed_sets() -> None:
         Alert.model_validate({**alert, "priority": "urgent"})
     with pytest.raises(ValidationError):
         Alert.model_validate({**alert, "condition": "SPO2_LOWISH"})
+
+
+def test_alert_filters_by_priority_condition_and_device() -> None:
+    from streamer.contracts import Priority
+    from streamer.subscribe import matching
+
+    base = {
+        "device_id": "dev-1",
+        "state": "RAISED",
+        "episode_start_ms": 1,
+        "transition_ts_ms": 1,
+        "message": "m",
+        "evidence": {"rule": "r", "window_start_ms": 0, "window_end_ms": 1},
+        "latency": {"device_ts_ms": 1},
+    }
+    alerts = [
+        Alert.model_validate({**base, "alert_id": "a", "condition": "SPO2_LOW", "priority": "high"}),
+        Alert.model_validate({**base, "alert_id": "b", "condition": "LOW_SIGNAL_QUALITY", "priority": "low"}),
+        Alert.model_validate(
+            {**base, "alert_id": "c", "condition": "HR_HIGH", "priority": "medium", "device_id": "dev-2"}
+        ),
+    ]
+    ids = lambda **kw: [a.alert_id for a in matching(alerts, **kw)]  # noqa: E731
+    assert ids(min_priority=Priority.INFO, conditions=set(), devices=set()) == ["a", "b", "c"]
+    assert ids(min_priority=Priority.MEDIUM, conditions=set(), devices=set()) == ["a", "c"]
+    assert ids(min_priority=Priority.INFO, conditions={"HR_HIGH"}, devices=set()) == ["c"]
+    assert ids(min_priority=Priority.INFO, conditions=set(), devices={"dev-1"}) == ["a", "b"]
