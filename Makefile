@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps kafka-up kafka-down kafka-status test test-unit test-integration lint schemas demo bench clean
+.PHONY: help venv deps kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -50,11 +50,19 @@ lint: venv ## ruff and mypy
 schemas: venv ## regenerate schemas/ from the wire contracts
 	$(PY) -m streamer.contracts schemas
 
+golden: venv ## check the golden sessions (make golden-update after an intended change)
+	$(VENV)/bin/vitalstream golden check
+
+golden-update: venv ## rewrite tests/data/golden/*.expected.json from the current code (review the diff)
+	$(VENV)/bin/vitalstream golden update
+
 demo: deps ## local broker + worker + a real recording replayed; prints what happened
 	$(PY) -m streamer.demo
 
-bench: deps ## run the benchmarks under bench/ (results in bench/results/)
+bench: deps ## run the benchmarks under bench/ (results in bench/results/; several minutes)
 	$(PY) bench/ingest.py
+	$(PY) bench/signals.py
+	$(PY) bench/inference.py
 
 clean: kafka-down ## stop the broker, remove .venv, .kafka and var/
 	rm -rf $(VENV) .kafka var .pytest_cache .hypothesis

@@ -117,7 +117,7 @@ async def _aiokafka_forwarder(settings: Settings, n: int) -> None:
                     if not isinstance(result, Accepted):
                         continue
                     tracker = trackers.setdefault(rec.key, SeqTracker())
-                    if tracker.check(result.message.seq) is SeqStatus.NEW:
+                    if tracker.check(result.message.seq, result.message.ts_ms) is SeqStatus.NEW:
                         futures.append(await prod.send(settings.topics.telemetry_valid, rec.value, key=rec.key))
             if futures:
                 await asyncio.gather(*futures)

@@ -107,7 +107,7 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
         tracker = trackers.get(device)
         if tracker is None:
             tracker = trackers[device] = SeqTracker.from_state(seq_table.get(device), settings.dedup_window)
-        status = tracker.check(result.message.seq)
+        status = tracker.check(result.message.seq, result.message.ts_ms)
         if status is SeqStatus.DUPLICATE:
             counts["duplicate"] += 1
         elif status is SeqStatus.STALE:

@@ -56,7 +56,7 @@ def analyze_records(
             continue
         msg = checked.message
         tracker = trackers.setdefault(msg.device_id, SeqTracker(window=settings.dedup_window))
-        status = tracker.check(msg.seq)
+        status = tracker.check(msg.seq, msg.ts_ms)
         if status is SeqStatus.DUPLICATE:
             result.counts["duplicates"] += 1
             continue

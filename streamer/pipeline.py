@@ -114,7 +114,7 @@ class Pipeline:
         for msg, ingest_ts_ms in batch:
             rt = self.runtime(msg.device_id, states.get(msg.device_id) if states is not None else None, msg.patient_id)
             # At-least-once redelivery after a restart: the state already holds this message.
-            if rt.seen.check(msg.seq) is not SeqStatus.NEW:
+            if rt.seen.check(msg.seq, msg.ts_ms) is not SeqStatus.NEW:
                 out.duplicates += 1
                 continue
             steps.append((rt, rt.signals.on_message(msg, ingest_ts_ms), ingest_ts_ms))

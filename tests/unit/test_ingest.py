@@ -166,3 +166,16 @@ def test_seq_tracker_state_round_trip(seqs: list[int], cut: int) -> None:
             restored = SeqTracker.from_state(json.loads(json.dumps(restored.to_state())), window=64)
         out_b.append(restored.check(s))
     assert out_a == out_b
+
+
+def test_seq_tracker_counter_reset_is_not_taken_for_duplicates() -> None:
+    tracker = SeqTracker(window=16)
+    assert [tracker.check(s, 1000 + s) for s in range(5)] == [SeqStatus.NEW] * 5
+    assert tracker.check(3, 1003) is SeqStatus.DUPLICATE  # a resend: same seq, same time
+    assert tracker.check(2, 990) is SeqStatus.DUPLICATE  # older time, seen seq: still a resend
+    # The device rebooted: its counter starts again at 0 with newer timestamps.
+    assert [tracker.check(s, 5000 + s) for s in range(3)] == [SeqStatus.NEW] * 3
+    assert tracker.resets == 1
+    assert tracker.check(1, 5001) is SeqStatus.DUPLICATE
+    again = SeqTracker.from_state(json.loads(json.dumps(tracker.to_state())), window=16)
+    assert again.check(2, 5002) is SeqStatus.DUPLICATE and again.check(3, 5003) is SeqStatus.NEW
