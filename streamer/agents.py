@@ -213,9 +213,42 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
             devices = {m.device_id for m, _ in batch}
             async with lock:
                 states = {d: state_table.get(d.encode()) for d in devices if d not in pipeline.devices}
-                out = await loop.run_in_executor(None, pipeline.process, batch, states)
+                try:
+                    out = await loop.run_in_executor(None, pipeline.process, batch, states)
+                except Exception:  # a bug met by some input: find it, dead-letter it, keep the rest flowing
+                    log.exception("pipeline failed on a batch of %d; retrying message by message", len(batch))
+                    await _one_by_one(events, batch, devices)
+                    continue
                 await publish(app, _outgoing(out))
                 _persist(devices, out)
+
+    async def _one_by_one(events: list[Any], batch: list[Any], devices: set[str]) -> None:
+        loop = asyncio.get_running_loop()
+        for dev in devices:  # their live objects may hold half a batch: restart them from the table
+            pipeline.devices.pop(dev, None)
+        for event, item in zip(events, batch, strict=True):
+            dev = item[0].device_id
+            try:
+                state = None if dev in pipeline.devices else state_table.get(dev.encode())
+                out = await loop.run_in_executor(None, pipeline.process, [item], {dev: state})
+            except Exception as exc:
+                pipeline.devices.pop(dev, None)
+                msg = event.message
+                rejected = Rejected(ReasonCode.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:2000], dev)
+                letter = dead_letter(
+                    event.value, rejected, topic=msg.topic, partition=msg.partition, offset=msg.offset, now_ms=_now_ms()
+                )
+                log.error(
+                    "dead-letter %s[%d]@%d PROCESSING_ERROR: %s",
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    rejected.reason[:200],
+                )
+                await publish(app, [(names.dlq, dev.encode(), letter.model_dump_json().encode(), None)])
+                continue
+            await publish(app, _outgoing(out))
+            _persist({dev}, out)
 
     @app.timer(interval=1.0)
     async def wall_clock() -> None:

@@ -72,12 +72,16 @@ class VitalsMessage(_Telemetry):
         return self
 
 
+# Sampling rates the signal path supports per signal (beat detection and filter design need these ranges).
+SUPPORTED_FS_HZ: dict[str, tuple[float, float]] = {"ecg": (50.0, 1000.0), "ppg": (20.0, 1000.0), "resp": (1.0, 1000.0)}
+
+
 class WaveformMessage(_Telemetry):
     """One chunk (0.5-5 s) of a sampled signal. ``value = sample * scale + offset`` when given."""
 
     kind: Literal["waveform"] = "waveform"
     signal: Literal["ecg", "ppg", "resp"]
-    fs_hz: float = Field(gt=0, le=2000, description="Sampling rate, Hz.")
+    fs_hz: float = Field(gt=0, le=2000, description="Sampling rate, Hz (supported: ECG 50-1000, PPG 20-1000, resp 1-1000).")
     samples: list[float] = Field(min_length=1, max_length=MAX_SAMPLES)
     scale: float | None = Field(default=None, description="Multiplier for integer samples (e.g. mV per ADC unit).")
     offset: float | None = None
@@ -85,6 +89,9 @@ class WaveformMessage(_Telemetry):
 
     @model_validator(mode="after")
     def _duration(self) -> WaveformMessage:
+        lo, hi = SUPPORTED_FS_HZ[self.signal]
+        if not lo <= self.fs_hz <= hi:
+            raise ValueError(f"rate: {self.signal} at {self.fs_hz} Hz is outside the supported {lo:g}-{hi:g} Hz")
         if len(self.samples) / self.fs_hz > MAX_CHUNK_S + 1e-9:
             raise ValueError(f"oversized: chunk longer than {MAX_CHUNK_S} s")
         if self.scale == 0:

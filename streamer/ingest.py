@@ -27,6 +27,7 @@ _PREFIXES = {
     "impossible:": ReasonCode.IMPOSSIBLE_VALUE,
     "empty:": ReasonCode.SCHEMA_VIOLATION,
     "malformed:": ReasonCode.SCHEMA_VIOLATION,
+    "rate:": ReasonCode.BAD_SAMPLE_RATE,
 }
 
 

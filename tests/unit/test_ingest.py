@@ -41,7 +41,7 @@ def _check(obj: object) -> Accepted | Rejected:
             ReasonCode.BAD_SAMPLE_RATE,
         ),
         (
-            {**BASE, "kind": "waveform", "signal": "ppg", "fs_hz": 10, "samples": [1] * 51},
+            {**BASE, "kind": "waveform", "signal": "ppg", "fs_hz": 20, "samples": [1] * 101},
             ReasonCode.OVERSIZED,
         ),
         (
@@ -179,3 +179,33 @@ def test_seq_tracker_counter_reset_is_not_taken_for_duplicates() -> None:
     assert tracker.check(1, 5001) is SeqStatus.DUPLICATE
     again = SeqTracker.from_state(json.loads(json.dumps(tracker.to_state())), window=16)
     assert again.check(2, 5002) is SeqStatus.DUPLICATE and again.check(3, 5003) is SeqStatus.NEW
+
+
+@pytest.mark.parametrize(("signal", "fs_hz"), [("ecg", 20.0), ("ecg", 1500.0), ("ppg", 5.0), ("resp", 0.5)])
+def test_unsupported_sample_rates_are_dead_lettered(signal: str, fs_hz: float) -> None:
+    n = max(1, int(fs_hz))
+    result = _check({**BASE, "kind": "waveform", "signal": signal, "fs_hz": fs_hz, "samples": [0.1] * n})
+    assert isinstance(result, Rejected) and result.code is ReasonCode.BAD_SAMPLE_RATE, result
+
+
+def test_every_accepted_rate_runs_through_the_signal_path() -> None:
+    """The contract's supported rates are the ones the pipeline can process: no accepted chunk may crash it."""
+    from streamer.config import Settings
+    from streamer.contracts import SUPPORTED_FS_HZ
+    from streamer.pipeline import Pipeline
+
+    pipeline = Pipeline(Settings())
+    for i, (signal, (lo, hi)) in enumerate(SUPPORTED_FS_HZ.items()):
+        for j, fs_hz in enumerate((lo, (lo + hi) / 2, hi)):
+            result = _check(
+                {
+                    **BASE,
+                    "device_id": f"rate-{i}-{j}",
+                    "kind": "waveform",
+                    "signal": signal,
+                    "fs_hz": fs_hz,
+                    "samples": [0.1] * int(fs_hz),
+                }
+            )
+            assert isinstance(result, Accepted)
+            pipeline.process([(result.message, None)])
