@@ -75,7 +75,9 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
     @app.agent(topics.telemetry, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         await warm_metadata(app, seq_table)
-        async for events in stream.take_events(settings.stream_take_max, within=settings.stream_take_within_s):
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.stream_take_max, within=settings.stream_take_within_s
+        ):
             trackers: dict[bytes, SeqTracker] = {}
             outgoing: list[Outgoing] = []
             for event in events:
@@ -176,7 +178,7 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
     lock = asyncio.Lock()  # the stream, the wall-clock timer and acks all touch the same device runtimes
     names = settings.topics
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         pipeline.forget()
 
@@ -204,7 +206,9 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
     async def process(stream: faust.StreamT[bytes]) -> None:
         await warm_metadata(app, state_table, alert_index)
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(settings.stream_take_max, within=settings.stream_take_within_s):
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.stream_take_max, within=settings.stream_take_within_s
+        ):
             batch = []
             for event in events:
                 headers = dict(event.message.headers or ())
@@ -257,7 +261,8 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
             out = await loop.run_in_executor(None, pipeline.tick, _now_ms())
             if out.features or out.alerts or out.scores:
                 await publish(app, _outgoing(out))
-                _persist({r.device_id for r in [*out.features, *out.alerts, *out.scores]}, out)
+                touched = {f.device_id for f in out.features} | {a.device_id for a in out.alerts}
+                _persist(touched | {sc.device_id for sc in out.scores}, out)
 
     @app.agent(topics.alerts_ack, name="acks")
     async def acks(stream: faust.StreamT[bytes]) -> None:

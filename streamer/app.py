@@ -63,22 +63,26 @@ def build_app(settings: Settings) -> tuple[faust.App, AppTopics]:
         stream_buffer_maxsize=4 * settings.stream_take_max,
         table_cleanup_interval=3600.0,
     )
-    topic_kw = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-        "partitions": settings.partitions,
-    }
     names = settings.topics
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+
     topics = AppTopics(
-        telemetry=app.topic(names.telemetry, **topic_kw),
-        telemetry_valid=app.topic(names.telemetry_valid, **topic_kw),
-        dlq=app.topic(names.dlq, **topic_kw),
-        features=app.topic(names.features, **topic_kw),
-        scores=app.topic(names.scores, **topic_kw),
-        alerts=app.topic(names.alerts, **topic_kw),
-        alerts_ack=app.topic(names.alerts_ack, **topic_kw),
+        telemetry=raw_topic(names.telemetry),
+        telemetry_valid=raw_topic(names.telemetry_valid),
+        dlq=raw_topic(names.dlq),
+        features=raw_topic(names.features),
+        scores=raw_topic(names.scores),
+        alerts=raw_topic(names.alerts),
+        alerts_ack=raw_topic(names.alerts_ack),
     )
     return app, topics
 

@@ -81,7 +81,9 @@ class WaveformMessage(_Telemetry):
 
     kind: Literal["waveform"] = "waveform"
     signal: Literal["ecg", "ppg", "resp"]
-    fs_hz: float = Field(gt=0, le=2000, description="Sampling rate, Hz (supported: ECG 50-1000, PPG 20-1000, resp 1-1000).")
+    fs_hz: float = Field(
+        gt=0, le=2000, description="Sampling rate, Hz (supported: ECG 50-1000, PPG 20-1000, resp 1-1000)."
+    )
     samples: list[float] = Field(min_length=1, max_length=MAX_SAMPLES)
     scale: float | None = Field(default=None, description="Multiplier for integer samples (e.g. mV per ADC unit).")
     offset: float | None = None

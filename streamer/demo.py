@@ -137,7 +137,7 @@ def _replay_and_watch(settings: Settings, sessions: list[Path], speed: float) ->
         prod.send(settings.topics.telemetry, key=b"demo-bad", value=line)
     prod.flush()
     prod.close()
-    stop, seen = threading.Event(), []
+    stop, seen = threading.Event(), list[Alert]()
     follower = threading.Thread(target=_follow_alerts, args=(settings, stop, seen), daemon=True)
     follower.start()
     replays = [
@@ -161,14 +161,14 @@ def _replay_and_watch(settings: Settings, sessions: list[Path], speed: float) ->
         )
         for s in sessions
     ]
-    sent = [p.communicate()[0].decode().strip() for p in replays]
+    sent_lines = [p.communicate()[0].decode().strip() for p in replays]
     time.sleep(8)  # the last batches and wall-clock window closes
     stop.set()
     follower.join(15)
 
     _say("5/5 summary")
-    for line in sent:
-        print("replay:", line)
+    for text in sent_lines:
+        print("replay:", text)
     valid, dlq = _count(settings, settings.topics.telemetry_valid), _count(settings, settings.topics.dlq)
     features = _count(settings, settings.topics.features)
     scores = _count(settings, settings.topics.scores)
