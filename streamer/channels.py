@@ -65,8 +65,12 @@ class Channel:
         self.raw, self.filt = RingBuffer(self.keep), RingBuffer(self.keep)
         kind = _FILTERS.get(self.signal)
         self.filter = CausalFilter.design(kind[0], self.fs_hz, kind[1]) if kind else None
-        detector = {"ecg": EcgBeatDetector, "ppg": PpgBeatDetector}.get(self.signal)
-        self.detector = detector(self.fs_hz) if detector else None
+        detectors: dict[str, type[EcgBeatDetector] | type[PpgBeatDetector]] = {
+            "ecg": EcgBeatDetector,
+            "ppg": PpgBeatDetector,
+        }
+        detector = detectors.get(self.signal)
+        self.detector: EcgBeatDetector | PpgBeatDetector | None = detector(self.fs_hz) if detector else None
         self.beats: list[list[float]] = []  # [index, decided_at, amplitude, baseline]
         self.interp: list[list[int]] = []  # [start, end) of bridged samples
         self.schedule.next_start_ms = None
@@ -133,7 +137,7 @@ class Channel:
     def _add_beat(self, peak: int, decided: int) -> None:
         amplitude = baseline = 0.0
         if self.signal == "ppg":  # pulse amplitude and mid-level, for respiratory modulation
-            prev = int(self.beats[-1][0]) if self.beats else peak - self.fs_hz
+            prev = int(self.beats[-1][0]) if self.beats else peak - round(self.fs_hz)
             top = self.raw.get(peak - round(0.1 * self.fs_hz), peak + round(0.1 * self.fs_hz) + 1)
             foot = self.raw.get(max(prev, peak - round(0.6 * self.fs_hz)), peak + 1)
             if len(top) and len(foot):

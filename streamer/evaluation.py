@@ -88,7 +88,7 @@ def stream_signals(
                 device_id="eval-device",
                 ts_ms=ts_ms,
                 seq=seq,
-                signal=name,
+                signal=name,  # type: ignore[arg-type]  # ecg | ppg | resp by construction
                 fs_hz=fs_hz,
                 samples=chunk.tolist(),
             )

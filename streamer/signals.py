@@ -70,7 +70,7 @@ class DeviceSignalProcessor:
             return self._output(self._numerics(msg), events)
         if isinstance(msg, WaveformMessage):
             values = np.asarray(msg.samples, dtype=float) * (msg.scale or 1.0) + (msg.offset or 0.0)
-            signal = msg.signal
+            signal: str = msg.signal
         else:
             values = np.sqrt(np.square(msg.x_g) + np.square(msg.y_g) + np.square(msg.z_g))
             signal = "motion"
