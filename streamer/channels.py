@@ -96,9 +96,7 @@ class Channel:
         """Close what can be closed (end of data or a long gap); the next chunk starts afresh."""
         closed = self.release(activity)
         if self.origin_ms is not None:
-            if self.detector is not None:
-                for peak, decided in zip(*self.detector.flush_timed(), strict=True):
-                    self._add_beat(int(peak), int(decided))
+            self._flush_detector()
             closed += self._close(activity, final=True)
         self._new_segment()
         self.stream.origin_ms, self.stream.n = None, 0
@@ -108,15 +106,18 @@ class Channel:
         closed: list[FeatureWindow] = []
         for ev in events:
             if isinstance(ev, Reset):
-                if self.origin_ms is not None and self.detector is not None:
-                    for peak, decided in zip(*self.detector.flush_timed(), strict=True):
-                        self._add_beat(int(peak), int(decided))
-                closed += self._close(activity, final=True)
+                self._flush_detector()
+                closed += self._close(activity, final=True, partial=False)  # none straddles the hole
                 self._new_segment()
                 continue
             self._ingest(ev)
             closed += self._close(activity, final=False)
         return closed
+
+    def _flush_detector(self) -> None:
+        if self.origin_ms is not None and self.detector is not None:
+            for peak, decided in zip(*self.detector.flush_timed(), strict=True):
+                self._add_beat(int(peak), int(decided))
 
     def _ingest(self, ev: Samples) -> None:
         if self.origin_ms is None:
@@ -146,11 +147,12 @@ class Channel:
         self.beats.append([peak, decided, amplitude, baseline])
 
     # -- windows ------------------------------------------------------------------------------------
-    def _close(self, activity: ActivityLookup, final: bool) -> list[FeatureWindow]:
+    def _close(self, activity: ActivityLookup, final: bool, partial: bool = True) -> list[FeatureWindow]:
+        """Windows due; at the end of data (``final``) also the last, partly filled one if ``partial``."""
         if self.origin_ms is None:
             return []
         due = self.schedule.due(self.time_of(self.n if final else self.n - self.lag))
-        if final:
+        if final and partial:
             due += self.schedule.partial(self.origin_ms, self.time_of(self.n))
         return [self._window(s, e, activity, final) for s, e in due]
 
