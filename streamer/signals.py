@@ -52,6 +52,7 @@ class DeviceSignalProcessor:
         self.channels: dict[str, Channel] = {}
         self.numerics = TumblingNumerics(round(settings.numerics_window_s * 1000), settings.late_grace_ms)
         self.last_ingest_ms: int | None = None
+        self.clock_offset_ms = 0  # wall clock minus device clock, from the last message
         self.silent = False
         self.low_quality: dict[str, bool] = {}
         self.counts = {"numerics_too_late": 0}
@@ -65,6 +66,7 @@ class DeviceSignalProcessor:
             self.silent = False
             events.append(self._event(Condition.DEVICE_SILENT, False, msg.ts_ms, "data again"))
         self.last_ingest_ms = ingest_ts_ms if ingest_ts_ms is not None else msg.ts_ms
+        self.clock_offset_ms = self.last_ingest_ms - msg.ts_ms
         self.patient_id = msg.patient_id or self.patient_id
         if isinstance(msg, VitalsMessage):
             return self._output(self._numerics(msg), events)
@@ -88,6 +90,10 @@ class DeviceSignalProcessor:
         if quiet_ms > self.settings.late_grace_ms:
             for ch in self._ordered_channels():
                 windows += ch.release(self._activity)
+        device_now_ms = now_ms - self.clock_offset_ms
+        windows += self._numeric_windows(
+            self.numerics.close_until(device_now_ms - self.settings.late_grace_ms)
+        )
         events: list[TechnicalEvent] = []
         if not self.silent and quiet_ms >= self.settings.silence_timeout_s * 1000:
             self.silent = True
@@ -193,6 +199,7 @@ class DeviceSignalProcessor:
             "channels": {name: ch.to_state() for name, ch in self.channels.items()},
             "numerics": self.numerics.to_state(),
             "last_ingest_ms": self.last_ingest_ms,
+            "clock_offset_ms": self.clock_offset_ms,
             "silent": self.silent,
             "low_quality": dict(self.low_quality),
             "counts": dict(self.counts),
@@ -204,6 +211,7 @@ class DeviceSignalProcessor:
         self.channels = {name: Channel.from_state(s, settings) for name, s in state["channels"].items()}
         self.numerics.load_state(state["numerics"])
         self.last_ingest_ms, self.silent = state["last_ingest_ms"], state["silent"]
+        self.clock_offset_ms = state["clock_offset_ms"]
         self.low_quality, self.counts = dict(state["low_quality"]), dict(state["counts"])
         return self
 
