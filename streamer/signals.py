@@ -76,6 +76,7 @@ class DeviceSignalProcessor:
         else:
             values = np.sqrt(np.square(msg.x_g) + np.square(msg.y_g) + np.square(msg.z_g))
             signal = "motion"
+        values = self._finite(values)
         closed = self._retire_on_rate_change(signal, msg.fs_hz)
         closed += self._channel(signal, msg.fs_hz).push(msg.ts_ms, msg.seq, values, self._activity)
         return self._output(closed, events)
@@ -98,7 +99,8 @@ class DeviceSignalProcessor:
         if not self.silent and quiet_ms >= self.settings.silence_timeout_s * 1000:
             self.silent = True
             windows += self._close_everything()
-            events.append(self._event(Condition.DEVICE_SILENT, True, now_ms, f"no data for {quiet_ms} ms"))
+            device_ts = now_ms - self.clock_offset_ms  # events carry device time, like windows
+            events.append(self._event(Condition.DEVICE_SILENT, True, device_ts, f"no data for {quiet_ms} ms"))
         return self._output(windows, events)
 
     def flush(self) -> StageOutput:
@@ -106,6 +108,17 @@ class DeviceSignalProcessor:
         return self._output(self._close_everything(), [])
 
     # -- internals ----------------------------------------------------------------------------------
+    def _finite(self, values: np.ndarray) -> np.ndarray:
+        """NaN or infinite samples would poison the filter states for good: interpolate them in the chunk."""
+        ok = np.isfinite(values)
+        if ok.all():
+            return values
+        self.counts["nonfinite_samples"] = self.counts.get("nonfinite_samples", 0) + int((~ok).sum())
+        if not ok.any():
+            return np.zeros_like(values)  # a flat line: the quality check will flag it
+        idx = np.arange(len(values))
+        return np.interp(idx, idx[ok], values[ok])
+
     def _retire_on_rate_change(self, signal: str, fs_hz: float) -> list[FeatureWindow]:
         ch = self.channels.get(signal)
         if ch is None or ch.fs_hz == float(fs_hz):

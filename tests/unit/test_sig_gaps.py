@@ -65,3 +65,17 @@ def test_wall_clock_releases_held_chunks_after_the_grace(ppg) -> None:
     released = proc.on_tick(last_ingest + 2500)  # the grace has run out on the wall clock
     assert any(w.window_end_ms >= EPOCH_MS + 14_000 for w in released.windows)
     assert proc.stats["gaps_bridged"] == 1 and proc.stats["resets"] == 0  # 1 s: bridged, not more
+
+
+def test_non_finite_samples_do_not_poison_the_filters(ppg) -> None:
+    proc = DeviceSignalProcessor("d1", Settings())
+    windows = []
+    for sec in range(40):
+        msg = _msg(ppg, sec, sec)
+        if sec == 10:
+            msg = msg.model_copy(update={"samples": [float("nan")] * 5 + msg.samples[5:]})
+        windows += proc.on_message(msg).windows
+    windows += proc.flush().windows
+    assert proc.stats["nonfinite_samples"] == 5
+    late = [w for w in windows if w.signal == "ppg" and w.window_start_ms >= EPOCH_MS + 12_000]
+    assert late and all(w.usable and w.features["pulse_rate_bpm"] is not None for w in late)
