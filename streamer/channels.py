@@ -162,7 +162,7 @@ class Channel:
         due = self.schedule.due(self.time_of(self.n if final else self.n - self.lag))
         if final and partial:
             due += self.schedule.partial(self.origin_ms, self.time_of(self.n))
-        rr_windows = [self._rr_window(*d, activity) for d in self.rr_due]
+        rr_windows = [self._rr_window(d[0], d[1], d[2], activity) for d in self.rr_due]
         self.rr_due = []
         return [self._window(s, e, activity, final) for s, e in due] + rr_windows
 

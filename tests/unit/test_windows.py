@@ -163,3 +163,12 @@ def test_numerics_window_closes_on_the_wall_clock_when_no_later_data_come() -> N
     assert proc.on_tick(t0 + 60_000 + 2000 + offset_ms - 1).windows == ()
     (w,) = proc.on_tick(t0 + 60_000 + 2000 + offset_ms).windows
     assert (w.signal, w.window_start_ms, w.features["spo2_pct"]) == ("numerics", t0, 97.0)
+
+
+def test_a_device_restarting_its_seq_counter_is_not_dropped() -> None:
+    x = np.arange(1000.0)
+    chunks = _chunks(x, 250)
+    stream = SampleStream(FS, late_grace_ms=0)
+    out = stream.push(chunks[0][0], 0, chunks[0][2]) + stream.push(chunks[1][0], 1, chunks[1][2])
+    out += stream.push(chunks[2][0], 0, chunks[2][2]) + stream.push(chunks[3][0], 1, chunks[3][2])
+    assert np.array_equal(_emitted(out), x) and stream.counts["duplicates"] == 0
