@@ -58,7 +58,9 @@ class Channel:
         self.sqi_threshold = settings.sqi_threshold
         self.lag = round(_LAG_S[signal] * fs_hz)
         self.rr_beats = settings.rr_window_beats
-        self.keep = round((max(window_s, settings.resp_window_s) + 12.0) * fs_hz)
+        # Samples: one window plus the close lag and a 5 s chunk; beats: long enough for PPG respiration.
+        self.keep = round((window_s + 8.0) * fs_hz)
+        self.beat_keep = round((max(window_s, settings.resp_window_s) + 12.0) * fs_hz)
         self._new_segment()
 
     def _new_segment(self) -> None:
@@ -135,7 +137,7 @@ class Channel:
         if self.detector is not None:
             for peak, decided in zip(*self.detector.update_timed(ev.values), strict=True):
                 self._add_beat(int(peak), int(decided))
-        oldest = self.n - self.keep
+        oldest = self.n - self.beat_keep
         self.beats = [b for b in self.beats if b[0] >= oldest]
         self.interp = [g for g in self.interp if g[1] > oldest]
 
