@@ -139,6 +139,8 @@ def _ecg_window_rates(x: np.ndarray, fs: float, ref: np.ndarray) -> tuple[list[f
     """Processor ECG windows (usable ones) vs the rate of the reference beats in the same window."""
     errors, n = [], 0
     for w in stream_signals({"ecg": x}, fs):
+        if w.signal != "ecg":
+            continue
         start, end = _window_s(w)
         inside = ref[(ref >= start * fs) & (ref < end * fs)]
         if start < STARTUP_S or len(inside) < 3 or end > len(x) / fs:
@@ -220,7 +222,7 @@ def load_heartpy(path: Path) -> tuple[np.ndarray, float]:
 def evaluate_heartpy_file(path: Path) -> dict[str, Any]:
     """Beats and median rate of a HeartPy example PPG (no reference: plausibility only, 40-180 bpm)."""
     x, fs = load_heartpy(path)
-    windows = stream_signals({"ppg": x}, fs)
+    windows = [w for w in stream_signals({"ppg": x}, fs) if w.signal == "ppg"]
     rates = [w.features["pulse_rate_bpm"] for w in windows if w.usable and w.features["pulse_rate_bpm"]]
     median = float(np.median(rates)) if rates else None
     return {
