@@ -8,6 +8,7 @@ and only beats decided by then count, so any chunking of a recording closes iden
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,6 +31,7 @@ from streamer.quality import breath_regularity_score, template_score, window_qua
 from streamer.records import FeatureWindow
 from streamer.windows import Reset, RingBuffer, Samples, SampleStream, WindowSchedule
 
+log = logging.getLogger(__name__)
 ActivityLookup = Callable[[float, float], float | None]
 _LAG_S = {"ecg": 1.0, "ppg": 1.0, "resp": 0.0, "motion": 0.0}
 _FILTERS = {"ecg": ("ecg", "standard"), "ppg": ("ppg", "elgendi"), "resp": ("resp", "standard")}
@@ -112,6 +114,11 @@ class Channel:
         closed: list[FeatureWindow] = []
         for ev in events:
             if isinstance(ev, Reset):
+                log.warning(
+                    "%s: %.1f s gap (over the 1 s bridge limit); filters and buffers reset",
+                    self.signal,
+                    ev.gap_ms / 1000.0,
+                )
                 self._flush_detector()
                 closed += self._close(activity, final=True, partial=False)  # none straddles the hole
                 self._new_segment()
