@@ -80,11 +80,15 @@ def test_windows_cover_recording_with_beats(one_second) -> None:
     ecg = [w for w in one_second if w.signal == "ecg"]
     assert len(ppg) >= (SECONDS - 8) // 2 and len(ecg) >= (SECONDS - 10) // 2
     assert all(w.window_end_ms - w.window_start_ms == 8000 for w in ppg)
-    assert all(w.window_start_ms % 2000 == 0 for w in one_second)
+    assert all(w.window_start_ms % 2000 == 0 for w in one_second if w.signal != "rr")
     rates = [w.features["pulse_rate_bpm"] for w in ppg if w.usable]
     assert len(rates) > 0.8 * len(ppg)
     assert 70 < float(np.median(rates)) < 84  # monitor HR of bidmc_03 is about 76-77 bpm
     assert all(len(w.rr_ms) >= 5 for w in ecg if w.usable)
+    rr = [w for w in one_second if w.signal == "rr" and w.features["source_ecg"] == 1.0]
+    assert len(rr) >= SECONDS * 70 / 60 // 32 - 1  # one per 32 ECG beats at ~77 bpm
+    assert all(w.features["n_beats"] == 32 and len(w.rr_ms) in (31, 32) for w in rr if w.usable)
+    assert sum(w.usable for w in rr) >= len(rr) - 1
 
 
 chunk_sizes = st.lists(st.integers(min_value=13, max_value=int(5 * FS)), min_size=1, max_size=12)
@@ -97,18 +101,32 @@ def test_any_chunking_gives_the_same_windows(recording, one_second, ecg, ppg, re
     _assert_same(got, one_second)
 
 
+def _drive(proc: DeviceSignalProcessor, steps: list[WaveformMessage | int]) -> list[StageOutput]:
+    """Messages, and wall-clock ticks given as plain ints (ms)."""
+    return [
+        proc.on_tick(s) if isinstance(s, int) else proc.on_message(s, ingest_ts_ms=s.ts_ms + 50)
+        for s in steps
+    ]
+
+
 @SLOW_OK
-@given(sizes=chunk_sizes, cut=st.floats(min_value=0.0, max_value=1.0))
-def test_restart_from_state_anywhere_gives_the_same_outputs(recording, sizes, cut) -> None:
+@given(sizes=chunk_sizes, cut=st.floats(min_value=0.0, max_value=1.0), tick_every=st.integers(3, 40))
+def test_restart_from_state_anywhere_gives_the_same_outputs(recording, sizes, cut, tick_every) -> None:
     msgs = _messages(recording, {"ecg": sizes, "ppg": sizes[::-1], "resp": sizes})
-    k = int(cut * len(msgs))
+    steps: list[WaveformMessage | int] = []
+    for i, m in enumerate(msgs):
+        steps.append(m)
+        if i % tick_every == 0:
+            steps.append(m.ts_ms + 3000)  # quiet past the grace: held chunks are released
+    k = int(cut * len(steps))
     first = DeviceSignalProcessor("d1", Settings(), patient_id="p1")
-    head = [first.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[:k]]
+    head = _drive(first, steps[:k])
     state = json.loads(json.dumps(first.to_state()))
     restored = DeviceSignalProcessor.from_state(state, Settings())
-    tail = _run(msgs[k:], restored)
-    uninterrupted = _run(msgs, DeviceSignalProcessor("d1", Settings(), patient_id="p1"))
-    assert head + tail == uninterrupted  # frozen dataclasses: windows, features and events all equal
+    tail = _drive(restored, steps[k:]) + [restored.flush()]
+    uninterrupted = DeviceSignalProcessor("d1", Settings(), patient_id="p1")
+    expected = _drive(uninterrupted, steps) + [uninterrupted.flush()]
+    assert head + tail == expected  # frozen dataclasses: windows, features and events all equal
 
 
 def test_state_is_json_and_bounded(recording) -> None:
