@@ -24,6 +24,7 @@ from streamer.records import FeatureWindow
 
 HOUR_MS = 3_600_000
 MAX_GAP_HOURS = 24  # a longer silence is not filled hour by hour; the stay continues after it
+MAX_TAIL = 64  # RR intervals of the last window kept to find the overlap with the next
 AF_MIN_BEATS = 8  # no AF score before this many intervals: the state has seen too little rhythm
 
 
@@ -78,16 +79,17 @@ class AfAdapter:
     def plan(self, key: str, windows: Sequence[FeatureWindow], st: dict[str, Any]) -> Plan | None:
         steps, marks = [], []
         last_end, prev_rr, n_beats = st.get("last_end_ms"), st.get("prev_rr_ms"), int(st.get("n_beats", 0))
+        tail = list(st.get("tail_rr_ms", []))
         for w in windows:
-            new = _new_intervals(w, last_end)
-            last_end = w.window_end_ms
+            new = _new_intervals(w, last_end, tail)
+            last_end, tail = w.window_end_ms, [float(v) for v in w.rr_ms][-MAX_TAIL:]
             if not new:
                 continue
             steps.append(rr_inputs(new, prev_rr))
             prev_rr, n_beats = float(new[-1]), n_beats + len(new)
             if n_beats >= AF_MIN_BEATS:
                 marks.append((sum(len(s) for s in steps) - 1, w.window_end_ms))
-        pending = {"last_end_ms": last_end, "prev_rr_ms": prev_rr, "n_beats": n_beats}
+        pending = {"last_end_ms": last_end, "prev_rr_ms": prev_rr, "n_beats": n_beats, "tail_rr_ms": tail}
         if not steps:
             st.update(pending)  # nothing to run; remember how far the windows went
             return None
@@ -102,20 +104,22 @@ class AfAdapter:
         return result
 
 
-def _new_intervals(w: FeatureWindow, last_end_ms: int | None) -> list[float]:
+def _new_intervals(w: FeatureWindow, last_end_ms: int | None, prev_rr: Sequence[float]) -> list[float]:
     """The intervals of ``w`` not seen in the previous (overlapping) window of the same signal.
 
-    Windows overlap (10 s sliding by 2 s), and ``rr_ms`` lists every interval ending in the window.
-    Taking the last beat at the window's end, an interval is new if it ends after the previous
-    window's end; the error is at most one interval at a boundary.
+    Windows overlap (10 s sliding by 2 s) and ``rr_ms`` lists every interval ending in the window,
+    so the new window starts with the previous one's last intervals: the longest such overlap that
+    also fits in the overlapping time is dropped. Without a match (the beat stream changed), the
+    intervals ending after the previous window's end are kept, taking the last beat at the end.
     """
     rr = [float(v) for v in w.rr_ms]
     if last_end_ms is None or last_end_ms <= w.window_start_ms:
         return rr
-    span = w.window_end_ms - last_end_ms
-    if span <= 0:
-        return []
-    new, after = [], 0.0
+    overlap_ms = last_end_ms - w.window_start_ms
+    for k in range(min(len(rr), len(prev_rr)), 0, -1):
+        if sum(rr[1:k]) < overlap_ms and list(prev_rr[-k:]) == rr[:k]:
+            return rr[k:]
+    span, new, after = w.window_end_ms - last_end_ms, [], 0.0
     for v in reversed(rr):
         if after >= span:
             break
