@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.signal import lfilter
 
 from streamer.filters import CausalFilter, group_delay_samples
 
@@ -38,11 +39,40 @@ def _energy(d: np.ndarray) -> np.ndarray:
     return np.abs(d)
 
 
+class _Detector:
+    """Shared API: ``update``/``flush`` give peak indices; the ``*_timed`` forms also give, per peak, the
+    sample count after which it was decided (windows use it to stay chunking-invariant)."""
+
+    def _update(self, x: np.ndarray) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+    def _flush(self) -> list[tuple[int, int]]:
+        return []
+
+    def update_timed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _as_arrays(self._update(np.asarray(x, dtype=float)))
+
+    def flush_timed(self) -> tuple[np.ndarray, np.ndarray]:
+        return _as_arrays(self._flush())
+
+    def update(self, x: np.ndarray) -> np.ndarray:
+        return self.update_timed(x)[0]
+
+    def flush(self) -> np.ndarray:
+        """End of stream: nothing later will arrive, so undecided candidates are judged as they are."""
+        return self.flush_timed()[0]
+
+
+def _as_arrays(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
 def _sliding_max(x: np.ndarray, width: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(x, width).max(axis=1)
 
 
-class EcgBeatDetector:
+class EcgBeatDetector(_Detector):
     """Streaming R-peak detector; ``update(chunk)`` returns absolute indices of newly confirmed R peaks."""
 
     def __init__(self, fs_hz: float) -> None:
@@ -75,29 +105,28 @@ class EcgBeatDetector:
         self.hist = round(_HISTORY_S * fs)
 
     # -- streaming ----------------------------------------------------------------------------------
-    def update(self, x: np.ndarray) -> np.ndarray:
+    def _update(self, x: np.ndarray) -> list[tuple[int, int]]:
         bp = self.bandpass.process(x)
         d = self.derivative.process(bp)
         m = self.integrator.process(_energy(d))
         self.bp = np.concatenate([self.bp, bp])
         self.mwi = np.concatenate([self.mwi, m])
         self.n_seen += len(x)
-        beats: list[int] = []
+        beats: list[tuple[int, int]] = []
         for i in self._new_candidates():
             if not self.learned:
                 self.pending.append(i)
             else:
-                beats.extend(self._decide(i))
+                beats.extend((r, i + self.w) for r in self._decide(i))
         if not self.learned and self.n_seen >= round(_LEARN_S * self.fs_hz) + self.w:
             beats.extend(self._finish_learning())
         self._trim()
-        return np.asarray(beats, dtype=np.int64)
+        return beats
 
-    def flush(self) -> np.ndarray:
-        """End of stream: nothing later will arrive, so undecided candidates are judged as they are."""
+    def _flush(self) -> list[tuple[int, int]]:
         if not self.learned and self.n_seen > self.w:
-            return np.asarray(self._finish_learning(), dtype=np.int64)
-        return np.zeros(0, dtype=np.int64)
+            return self._finish_learning()
+        return []
 
     def _new_candidates(self) -> list[int]:
         """Local maxima of the integrated energy that are now ``w`` samples old (strictly larger than the
@@ -113,7 +142,7 @@ class EcgBeatDetector:
         self.scan_from = hi
         return (np.flatnonzero(ok) + lo).tolist()
 
-    def _finish_learning(self) -> list[int]:
+    def _finish_learning(self) -> list[tuple[int, int]]:
         n_learn = min(self.n_seen, round(_LEARN_S * self.fs_hz))
         head = self.mwi[: n_learn - self.buf_start]
         self.spki = float(np.max(head)) / 3.0
@@ -123,7 +152,7 @@ class EcgBeatDetector:
         for i in self.pending:
             beats.extend(self._decide(i))
         self.pending = []
-        return beats
+        return [(r, self.n_seen) for r in beats]
 
     # -- decisions ----------------------------------------------------------------------------------
     def _thresholds(self) -> tuple[float, float]:
@@ -150,8 +179,10 @@ class EcgBeatDetector:
         if len(self.rr) < 2 or i - self.last_qrs <= 1.66 * float(np.mean(self.rr)):
             return []
         _, thr2 = self._thresholds()
-        floor = self.last_qrs + _REFRACTORY_S * self.fs_hz
-        found = [c for c in self.noise_cands if c[1] > thr2 and c[0] >= floor and c[0] >= self.buf_start]
+        # Only candidates whose samples every chunking still holds (the buffer start depends on chunk sizes).
+        held = i + self.w - self.hist + self.n_mwi + self.delay
+        floor = max(self.last_qrs + _REFRACTORY_S * self.fs_hz, held)
+        found = [c for c in self.noise_cands if c[1] > thr2 and c[0] >= floor]
         if not found:
             return []
         idx, peak = max(found, key=lambda c: c[1])
@@ -213,7 +244,7 @@ class EcgBeatDetector:
         return self
 
 
-class PpgBeatDetector:
+class PpgBeatDetector(_Detector):
     """Streaming systolic-peak detector; ``update(chunk)`` returns absolute indices of new peaks."""
 
     def __init__(self, fs_hz: float) -> None:
@@ -243,9 +274,7 @@ class PpgBeatDetector:
         self.refractory = round(0.3 * self.fs_hz)
         self.hist = round(3.0 * self.fs_hz)
 
-    def update(self, x: np.ndarray) -> np.ndarray:
-        from scipy.signal import lfilter
-
+    def _update(self, x: np.ndarray) -> list[tuple[int, int]]:
         y = self.bandpass.process(x)
         z = np.square(np.maximum(y, 0.0))
         level, zf = lfilter([1.0 - self.level_a], [1.0, -self.level_a], z, zi=[self.level_zi])
@@ -255,19 +284,16 @@ class PpgBeatDetector:
         self.y = np.concatenate([self.y, y])
         self.n_seen += len(x)
         edges = np.flatnonzero(np.diff(np.r_[self.in_block, inside].astype(np.int8)))
-        peaks: list[int] = []
+        peaks: list[tuple[int, int]] = []
         for e in edges:
             idx = start + int(e)  # first sample of the new run
             if not self.in_block:
                 self.block_start = idx
             else:
-                peaks.extend(self._close_block(self.block_start, idx))
+                peaks.extend((p, idx) for p in self._close_block(self.block_start, idx))
             self.in_block = not self.in_block
         self._trim()
-        return np.asarray(peaks, dtype=np.int64)
-
-    def flush(self) -> np.ndarray:
-        return np.zeros(0, dtype=np.int64)
+        return peaks
 
     def _close_block(self, b0: int, b1: int) -> list[int]:
         if b1 - b0 < self.w1:

@@ -10,7 +10,7 @@ import sys
 # Each module listed here defines ``register(subparsers)`` (top-level subcommands) and/or
 # ``register_eval(eval_subparsers)`` (``vitalstream eval NAME``); each parser sets ``func`` with
 # ``set_defaults(func=...)`` and ``func(args)`` returns the process exit code.
-COMMAND_MODULES: list[str] = ["models.evaluate", "models.train"]
+COMMAND_MODULES: list[str] = ["streamer.evaluation", "models.evaluate", "models.train"]
 
 
 def build_parser() -> argparse.ArgumentParser:

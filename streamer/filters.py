@@ -42,6 +42,8 @@ def _band_sos(low_hz: float, high_hz: float | None, order: int, fs_hz: float) ->
 
 
 def _notch_sos(mains_hz: float, fs_hz: float) -> np.ndarray:
+    if mains_hz >= 0.45 * fs_hz:  # mains at or above ~Nyquist: the anti-alias filter already removed it
+        return np.array([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]])
     b, a = signal.iirnotch(mains_hz, _NOTCH_Q, fs=fs_hz)
     return signal.tf2sos(b, a)
 
