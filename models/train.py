@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import json
 import logging
 import sys
 import time
@@ -131,7 +132,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     meta = run(args.name, args.data, args.weights_dir, args.quick)
-    print(f"{args.name} {meta['version']}: {meta['metrics']['test']}")
+    test = {k: v for k, v in meta["metrics"]["test"].items() if not isinstance(v, dict) or "value" in v}
+    print(f"{args.name} {meta['version']}: {json.dumps(test, sort_keys=True)}")
     return 0
 
 
