@@ -75,7 +75,6 @@ def test_af_reproduces_stored_test_predictions_on_a_subset() -> None:
     assert probs.argmax(axis=1).tolist() == [stored[n] for n in names]
 
 
-@pytest.mark.slow
 def test_af_reproduces_stored_test_metrics_in_full(monkeypatch) -> None:
     ckpt = checkpoint.load("af")
     folder = data_dir() / "challenge2017_af"
