@@ -209,3 +209,16 @@ def test_new_intervals_of_overlapping_windows() -> None:
     # No overlap in time: everything is new; the first window of a stream likewise.
     assert _new_intervals(_ecg(12_000, [700.0, 900.0]), 10_000, [700.0, 900.0]) == [700.0, 900.0]
     assert _new_intervals(_ecg(0, [700.0, 900.0]), None, []) == [700.0, 900.0]
+
+
+def test_silent_hours_are_rows_with_nothing_measured(stage, patients) -> None:
+    p = patients[0]
+    silent = {3, 4, 9}  # no numerics window at all in these hours
+    windows = [w for w in numerics_windows([p]) if (w.window_start_ms - T0_MS) // HOUR_MS not in silent]
+    scores = [s for s in stage.run(windows, {}).scores if s.model.name == "sepsis"]
+    gapped = p.vitals.copy()
+    gapped[sorted(silent)] = np.nan
+    probs, _ = sepsis.predict_stays([gapped])
+    scored_hours = [k for k in range(len(gapped) - 1) if k not in silent]
+    np.testing.assert_allclose([s.score for s in scores], probs[0][scored_hours], rtol=1e-5, atol=1e-6)
+    assert [s.ts_ms for s in scores] == [T0_MS + (k + 1) * HOUR_MS for k in scored_hours]
