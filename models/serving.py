@@ -7,7 +7,7 @@ state; ``commit`` stores the hidden state and that feature state once the batch 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from streamer.records import FeatureWindow
 
 HOUR_MS = 3_600_000
 MAX_GAP_HOURS = 24  # a longer silence is not filled hour by hour; the stay continues after it
+SOURCE_RANK = {"af:rr-ecg": 0, "af:rr-ppg": 1, "af:ecg": 2, "af:ppg": 3}
+SOURCE_RANK_KEY = "af_source_rank"
 MAX_TAIL = 64  # RR intervals of the last window kept to find the overlap with the next
 AF_MIN_BEATS = 8  # no AF score before this many intervals: the state has seen too little rhythm
 
@@ -60,8 +62,16 @@ def _hidden(st: dict[str, Any]) -> np.ndarray | None:
     return None if st.get("h") is None else np.asarray(st["h"], dtype=np.float32)
 
 
-class AfAdapter:
-    """RR intervals of usable ECG/PPG windows; one state per device and signal."""
+class _Adapter:
+    name = ""
+
+    @classmethod
+    def select(cls, windows: list[FeatureWindow], states: MutableMapping[str, dict]) -> list[FeatureWindow]:
+        return windows
+
+
+class AfAdapter(_Adapter):
+    """RR intervals of usable beat-count (``rr``), ECG or PPG windows: one source per device."""
 
     name = "af"
 
@@ -74,7 +84,24 @@ class AfAdapter:
 
     @classmethod
     def state_key(cls, w: FeatureWindow) -> str:
+        if w.signal == "rr":  # beat-count windows name their source by its rate feature
+            return "af:rr-ppg" if "pulse_rate_bpm" in w.features else "af:rr-ecg"
         return f"af:{w.signal}"
+
+    @classmethod
+    def select(cls, windows: list[FeatureWindow], states: MutableMapping[str, dict]) -> list[FeatureWindow]:
+        """Feed each device from its best source seen so far, so no beat is scored twice.
+
+        ``rr`` windows (each beat once) before overlapping ECG/PPG windows, ECG before PPG. The
+        choice is kept in the device state: once a device has sent a better source, the worse
+        ones are ignored for AF even while the better one is unusable.
+        """
+        for w in windows:
+            st = states.setdefault(w.device_id, {})
+            st[SOURCE_RANK_KEY] = min(
+                st.get(SOURCE_RANK_KEY, len(SOURCE_RANK)), SOURCE_RANK[cls.state_key(w)]
+            )
+        return [w for w in windows if SOURCE_RANK[cls.state_key(w)] <= states[w.device_id][SOURCE_RANK_KEY]]
 
     def plan(self, key: str, windows: Sequence[FeatureWindow], st: dict[str, Any]) -> Plan | None:
         steps, marks = [], []
@@ -128,7 +155,7 @@ def _new_intervals(w: FeatureWindow, last_end_ms: int | None, prev_rr: Sequence[
     return new[::-1]
 
 
-class VitalsAdapter:
+class VitalsAdapter(_Adapter):
     """Numerics windows for the anomaly forecaster (one step per window)."""
 
     name = "anomaly"
@@ -161,7 +188,7 @@ class VitalsAdapter:
         return [Score(ts, float(s[i])) for i, ts in plan.marks if not np.isnan(s[i])]
 
 
-class SepsisAdapter:
+class SepsisAdapter(_Adapter):
     """Numerics windows averaged per clock hour; the model steps once per closed hour."""
 
     name = "sepsis"

@@ -108,7 +108,7 @@ class InferenceStage:
         states: MutableMapping[str, dict],
         events: list[TechnicalEvent],
     ) -> _Work | None:
-        wanted = [w for w in windows if ADAPTERS[name].wants(w)]
+        wanted = ADAPTERS[name].select([w for w in windows if ADAPTERS[name].wants(w)], states)
         if not wanted:
             return None
         groups: dict[tuple[str, str], list[FeatureWindow]] = {}
