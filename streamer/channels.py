@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,7 @@ class Channel:
         self.resp_window_ms = settings.resp_window_s * 1000.0
         self.sqi_threshold = settings.sqi_threshold
         self.lag = round(_LAG_S[signal] * fs_hz)
+        self.rr_beats = settings.rr_window_beats
         self.keep = round((max(window_s, settings.resp_window_s) + 12.0) * fs_hz)
         self._new_segment()
 
@@ -65,10 +67,16 @@ class Channel:
         self.raw, self.filt = RingBuffer(self.keep), RingBuffer(self.keep)
         kind = _FILTERS.get(self.signal)
         self.filter = CausalFilter.design(kind[0], self.fs_hz, kind[1]) if kind else None
-        detector = {"ecg": EcgBeatDetector, "ppg": PpgBeatDetector}.get(self.signal)
-        self.detector = detector(self.fs_hz) if detector else None
+        detectors: dict[str, type[EcgBeatDetector] | type[PpgBeatDetector]] = {
+            "ecg": EcgBeatDetector,
+            "ppg": PpgBeatDetector,
+        }
+        detector = detectors.get(self.signal)
+        self.detector: EcgBeatDetector | PpgBeatDetector | None = detector(self.fs_hz) if detector else None
         self.beats: list[list[float]] = []  # [index, decided_at, amplitude, baseline]
         self.interp: list[list[int]] = []  # [start, end) of bridged samples
+        self.beat_count = 0
+        self.rr_due: list[list[int]] = []  # [first beat, last beat, decided_at] of RR windows to close
         self.schedule.next_start_ms = None
 
     # -- time ---------------------------------------------------------------------------------------
@@ -92,9 +100,7 @@ class Channel:
         """Close what can be closed (end of data or a long gap); the next chunk starts afresh."""
         closed = self.release(activity)
         if self.origin_ms is not None:
-            if self.detector is not None:
-                for peak, decided in zip(*self.detector.flush_timed(), strict=True):
-                    self._add_beat(int(peak), int(decided))
+            self._flush_detector()
             closed += self._close(activity, final=True)
         self._new_segment()
         self.stream.origin_ms, self.stream.n = None, 0
@@ -104,15 +110,18 @@ class Channel:
         closed: list[FeatureWindow] = []
         for ev in events:
             if isinstance(ev, Reset):
-                if self.origin_ms is not None and self.detector is not None:
-                    for peak, decided in zip(*self.detector.flush_timed(), strict=True):
-                        self._add_beat(int(peak), int(decided))
-                closed += self._close(activity, final=True)
+                self._flush_detector()
+                closed += self._close(activity, final=True, partial=False)  # none straddles the hole
                 self._new_segment()
                 continue
             self._ingest(ev)
             closed += self._close(activity, final=False)
         return closed
+
+    def _flush_detector(self) -> None:
+        if self.origin_ms is not None and self.detector is not None:
+            for peak, decided in zip(*self.detector.flush_timed(), strict=True):
+                self._add_beat(int(peak), int(decided))
 
     def _ingest(self, ev: Samples) -> None:
         if self.origin_ms is None:
@@ -133,28 +142,60 @@ class Channel:
     def _add_beat(self, peak: int, decided: int) -> None:
         amplitude = baseline = 0.0
         if self.signal == "ppg":  # pulse amplitude and mid-level, for respiratory modulation
-            prev = int(self.beats[-1][0]) if self.beats else peak - self.fs_hz
+            prev = int(self.beats[-1][0]) if self.beats else peak - round(self.fs_hz)
             top = self.raw.get(peak - round(0.1 * self.fs_hz), peak + round(0.1 * self.fs_hz) + 1)
             foot = self.raw.get(max(prev, peak - round(0.6 * self.fs_hz)), peak + 1)
             if len(top) and len(foot):
                 amplitude = float(np.max(top) - np.min(foot))
                 baseline = float(np.max(top) + np.min(foot)) / 2.0
         self.beats.append([peak, decided, amplitude, baseline])
+        self.beat_count += 1
+        if self.beat_count % self.rr_beats == 0:  # RR windows: every ``rr_window_beats`` beats
+            first = int(self.beats[max(0, len(self.beats) - self.rr_beats)][0])
+            self.rr_due.append([first, peak, decided])
 
     # -- windows ------------------------------------------------------------------------------------
-    def _close(self, activity: ActivityLookup, final: bool) -> list[FeatureWindow]:
+    def _close(self, activity: ActivityLookup, final: bool, partial: bool = True) -> list[FeatureWindow]:
+        """Windows due; at the end of data (``final``) also the last, partly filled one if ``partial``."""
         if self.origin_ms is None:
             return []
         due = self.schedule.due(self.time_of(self.n if final else self.n - self.lag))
-        if final:
+        if final and partial:
             due += self.schedule.partial(self.origin_ms, self.time_of(self.n))
-        return [self._window(s, e, activity, final) for s, e in due]
+        rr_windows = [self._rr_window(d[0], d[1], d[2], activity) for d in self.rr_due]
+        self.rr_due = []
+        return [self._window(s, e, activity, final) for s, e in due] + rr_windows
+
+    def _bridged_s(self, a: int, b: int) -> float:
+        """Seconds of samples in [a, b) that were bridged over a short gap."""
+        return sum(max(0, min(g[1], b) - max(g[0], a)) for g in self.interp) / self.fs_hz
+
+    def _rr_window(self, first: int, last: int, decided: int, activity: ActivityLookup) -> FeatureWindow:
+        """The last ``rr_window_beats`` beats (and the interval into the first), for the AF model."""
+        rows = [b for b in self.beats if first <= b[0] <= last]
+        idx = np.array([b[0] for b in self.beats if b[0] < first][-1:] + [b[0] for b in rows], dtype=np.int64)
+        # Only samples every chunking still holds when the last beat is decided.
+        lo = max(first - round(0.5 * self.fs_hz), decided - self.keep // 2)
+        start_ms, end_ms = round(self.time_of(first)), round(self.time_of(last))
+        q, _ = window_quality(self.raw.get(lo, decided), self.fs_hz, None, activity(start_ms, end_ms))
+        beats = np.array([b[0] for b in rows], dtype=np.int64)
+        q = min(q, template_score(self.filt.get(lo, decided), beats[beats >= lo] - lo, self.fs_hz))
+        usable = q >= self.sqi_threshold
+        rr_ms = np.diff(idx) * 1000.0 / self.fs_hz
+        feats = rr_features(rr_ms, len(rows), _RATE_NAME[self.signal])
+        if not usable:
+            feats = {k: (v if k == "n_beats" else None) for k, v in feats.items()}
+        feats["source_ecg"] = float(self.signal == "ecg")
+        feats["gap_s"] = self._bridged_s(first, last)
+        rr = tuple(float(v) for v in rr_ms) if usable else ()
+        record = self._record(start_ms, end_ms, q, usable, feats, rr)
+        return replace(record, signal="rr")
 
     def _window(self, start_ms: int, end_ms: int, activity: ActivityLookup, final: bool) -> FeatureWindow:
         a, b = self.index_at(start_ms), self.index_at(end_ms)
         raw, filt = self.raw.get(a, b), self.filt.get(a, b)
         motion = activity(start_ms, end_ms)
-        gap_s = sum(max(0, min(g[1], b) - max(g[0], a)) for g in self.interp) / self.fs_hz
+        gap_s = self._bridged_s(a, b)
         if self.signal == "motion":
             level = activity_g(raw, np.zeros_like(raw), np.zeros_like(raw))
             feats = {
@@ -244,6 +285,8 @@ class Channel:
             "detector": det,
             "beats": [list(b) for b in self.beats],
             "interp": [list(g) for g in self.interp],
+            "beat_count": self.beat_count,
+            "rr_due": [list(d) for d in self.rr_due],
         }
 
     @classmethod
@@ -259,4 +302,5 @@ class Channel:
             self.detector = cls_.from_state(state["detector"])
         self.beats = [list(b) for b in state["beats"]]
         self.interp = [list(g) for g in state["interp"]]
+        self.beat_count, self.rr_due = state["beat_count"], [list(d) for d in state["rr_due"]]
         return self

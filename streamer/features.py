@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import trim_mean
 
 _RR_MIN_MS, _RR_MAX_MS = 250.0, 2500.0  # 24-240 bpm: outside that an interval is a missed or extra beat
 _RESP_BAND_HZ = (0.1, 0.7)  # 6-42 breaths/min
+TRIM_FRACTION = 0.2  # 0.1 fits MIT-BIH ECG best, 0.25 BIDMC PPG; 0.2 serves both (development records)
 _FUSE_MAX_SPREAD_BPM = 3.0  # Karlen et al. used 4; 3 trades coverage (46% -> 36%) for MAE (3.1 -> 2.8)
 NUMERIC_FIELDS = ("heart_rate_bpm", "spo2_pct", "resp_rate_bpm", "temp_c", "sbp_mmhg", "dbp_mmhg", "map_mmhg")
 _ACVPU = {"A": 0.0, "C": 1.0, "V": 2.0, "P": 3.0, "U": 4.0}
@@ -52,7 +54,7 @@ def rr_features(rr_ms: np.ndarray, n_beats: int, rate_name: str) -> dict[str, fl
     diffs = np.diff(rr)
     mean_rr = float(np.mean(rr))
     rmssd = float(np.sqrt(np.mean(diffs**2)))
-    out[rate_name] = 60_000.0 / float(np.median(rr))
+    out[rate_name] = 60_000.0 / _robust_mean(rr)
     out["sdnn_ms"] = float(np.std(rr, ddof=1))
     out["rmssd_ms"] = rmssd
     out["pnn50_pct"] = 100.0 * float(np.mean(np.abs(diffs) > 50.0))
@@ -61,6 +63,12 @@ def rr_features(rr_ms: np.ndarray, n_beats: int, rate_name: str) -> dict[str, fl
     out["rr_turning_point_ratio"] = _turning_point_ratio(rr)
     out["rr_shannon_entropy_bits"] = _shannon_entropy_bits(rr)
     return out
+
+
+def _robust_mean(rr: np.ndarray) -> float:
+    """Mean RR with the shortest and longest 20% left out: a monitor-like average in bigeminy (where a median
+    flips between the short and the long interval) that one missed or extra beat cannot drag."""
+    return float(trim_mean(rr, TRIM_FRACTION))
 
 
 def _turning_point_ratio(rr: np.ndarray) -> float | None:

@@ -21,10 +21,18 @@ import numpy as np
 from scipy import signal
 
 # (low Hz, high Hz, Butterworth order); high is clipped below Nyquist so any fs from 100 to 500 Hz works.
-_ECG_BANDS = {"standard": (0.5, 40.0, 2), "qrs": (5.0, 15.0, 2), "monitor": (0.67, 40.0, 2)}
-_PPG_BANDS = {"elgendi": (0.5, 8.0, 2), "wide": (0.5, 12.0, 2)}
-_RESP_BANDS = {"standard": (0.08, 1.0, 2)}
-_HIGHPASS = {"highpass": (0.5, None, 2), "gentle": (0.15, None, 1)}
+_Band = tuple[float, float | None, int]  # (low Hz, high Hz or None for a highpass, order)
+_ECG_BANDS: dict[str, _Band] = {
+    "standard": (0.5, 40.0, 2),
+    "qrs": (5.0, 15.0, 2),
+    "monitor": (0.67, 40.0, 2),
+}
+_PPG_BANDS: dict[str, _Band] = {"elgendi": (0.5, 8.0, 2), "wide": (0.5, 12.0, 2)}
+_RESP_BANDS: dict[str, _Band] = {"standard": (0.08, 1.0, 2)}
+_HIGHPASS: dict[str, _Band] = {
+    "highpass": (0.5, None, 2),
+    "gentle": (0.15, None, 1),
+}
 _NOTCH_Q = 30.0
 
 
@@ -52,7 +60,12 @@ def design_sos(kind: str, fs_hz: float, method: str | None = None) -> np.ndarray
     """Second-order sections for ``kind`` in {ecg, ppg, resp, baseline, notch50, notch60}."""
     if kind in ("notch50", "notch60"):
         return _notch_sos(50.0 if kind == "notch50" else 60.0, fs_hz)
-    tables = {"ecg": _ECG_BANDS, "ppg": _PPG_BANDS, "resp": _RESP_BANDS, "baseline": _HIGHPASS}
+    tables: dict[str, dict[str, _Band]] = {
+        "ecg": _ECG_BANDS,
+        "ppg": _PPG_BANDS,
+        "resp": _RESP_BANDS,
+        "baseline": _HIGHPASS,
+    }
     if kind not in tables:
         valid = sorted(tables) + ["notch50", "notch60"]
         raise ValueError(f"unknown filter kind {kind!r}; valid kinds are {valid}")

@@ -52,6 +52,7 @@ class DeviceSignalProcessor:
         self.channels: dict[str, Channel] = {}
         self.numerics = TumblingNumerics(round(settings.numerics_window_s * 1000), settings.late_grace_ms)
         self.last_ingest_ms: int | None = None
+        self.clock_offset_ms = 0  # wall clock minus device clock, from the last message
         self.silent = False
         self.low_quality: dict[str, bool] = {}
         self.counts = {"numerics_too_late": 0}
@@ -65,15 +66,17 @@ class DeviceSignalProcessor:
             self.silent = False
             events.append(self._event(Condition.DEVICE_SILENT, False, msg.ts_ms, "data again"))
         self.last_ingest_ms = ingest_ts_ms if ingest_ts_ms is not None else msg.ts_ms
+        self.clock_offset_ms = self.last_ingest_ms - msg.ts_ms
         self.patient_id = msg.patient_id or self.patient_id
         if isinstance(msg, VitalsMessage):
             return self._output(self._numerics(msg), events)
         if isinstance(msg, WaveformMessage):
             values = np.asarray(msg.samples, dtype=float) * (msg.scale or 1.0) + (msg.offset or 0.0)
-            signal = msg.signal
+            signal: str = msg.signal
         else:
             values = np.sqrt(np.square(msg.x_g) + np.square(msg.y_g) + np.square(msg.z_g))
             signal = "motion"
+        values = self._finite(values)
         closed = self._retire_on_rate_change(signal, msg.fs_hz)
         closed += self._channel(signal, msg.fs_hz).push(msg.ts_ms, msg.seq, values, self._activity)
         return self._output(closed, events)
@@ -88,11 +91,16 @@ class DeviceSignalProcessor:
         if quiet_ms > self.settings.late_grace_ms:
             for ch in self._ordered_channels():
                 windows += ch.release(self._activity)
+        device_now_ms = now_ms - self.clock_offset_ms
+        windows += self._numeric_windows(
+            self.numerics.close_until(device_now_ms - self.settings.late_grace_ms)
+        )
         events: list[TechnicalEvent] = []
         if not self.silent and quiet_ms >= self.settings.silence_timeout_s * 1000:
             self.silent = True
             windows += self._close_everything()
-            events.append(self._event(Condition.DEVICE_SILENT, True, now_ms, f"no data for {quiet_ms} ms"))
+            device_ts = now_ms - self.clock_offset_ms  # events carry device time, like windows
+            events.append(self._event(Condition.DEVICE_SILENT, True, device_ts, f"no data for {quiet_ms} ms"))
         return self._output(windows, events)
 
     def flush(self) -> StageOutput:
@@ -100,6 +108,17 @@ class DeviceSignalProcessor:
         return self._output(self._close_everything(), [])
 
     # -- internals ----------------------------------------------------------------------------------
+    def _finite(self, values: np.ndarray) -> np.ndarray:
+        """NaN or infinite samples would poison the filter states for good: interpolate them in the chunk."""
+        ok = np.isfinite(values)
+        if ok.all():
+            return values
+        self.counts["nonfinite_samples"] = self.counts.get("nonfinite_samples", 0) + int((~ok).sum())
+        if not ok.any():
+            return np.zeros_like(values)  # a flat line: the quality check will flag it
+        idx = np.arange(len(values))
+        return np.interp(idx, idx[ok], values[ok])
+
     def _retire_on_rate_change(self, signal: str, fs_hz: float) -> list[FeatureWindow]:
         ch = self.channels.get(signal)
         if ch is None or ch.fs_hz == float(fs_hz):
@@ -193,6 +212,7 @@ class DeviceSignalProcessor:
             "channels": {name: ch.to_state() for name, ch in self.channels.items()},
             "numerics": self.numerics.to_state(),
             "last_ingest_ms": self.last_ingest_ms,
+            "clock_offset_ms": self.clock_offset_ms,
             "silent": self.silent,
             "low_quality": dict(self.low_quality),
             "counts": dict(self.counts),
@@ -204,6 +224,7 @@ class DeviceSignalProcessor:
         self.channels = {name: Channel.from_state(s, settings) for name, s in state["channels"].items()}
         self.numerics.load_state(state["numerics"])
         self.last_ingest_ms, self.silent = state["last_ingest_ms"], state["silent"]
+        self.clock_offset_ms = state["clock_offset_ms"]
         self.low_quality, self.counts = dict(state["low_quality"]), dict(state["counts"])
         return self
 

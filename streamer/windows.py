@@ -4,8 +4,9 @@ A :class:`SampleStream` turns chunks (``ts_ms`` of the first sample, ``seq``, sa
 samples indexed from the start of the current *segment*. The sample clock is the device's: sample ``k`` of a
 segment is at ``origin_ms + k * 1000 / fs_hz``, so any chunking of the same recording gives the same indices.
 
-- Chunks whose ``seq`` was already seen, or whose samples were all seen, are duplicates and are dropped
-  (a partial overlap keeps only its new tail).
+- Chunks whose ``seq`` and ``ts_ms`` were already seen, or whose samples were all seen, are duplicates and
+  are dropped (a partial overlap keeps only its new tail). A reused ``seq`` with a new time (the device
+  restarted its counter) is new data.
 - A chunk that starts after the expected next sample is held for up to ``late_grace_ms`` of event time, so
   a late chunk filling the hole is put in order first. Likewise a segment's first chunk waits for the grace,
   in case an earlier one is still on its way.
@@ -88,7 +89,8 @@ class SampleStream:
         self.n = 0  # samples emitted in this segment
         self.last_value = 0.0
         self.pending: list[tuple[int, int, list[float]]] = []  # (ts_ms, seq, samples), sorted by ts_ms
-        self.seen_seq: list[int] = []
+        # (seq, ts_ms) of recent chunks: a device that restarts its counter reuses seq with new times
+        self.seen_seq: list[tuple[int, int]] = []
         self.newest_end_ms = -math.inf
         self.counts = {"duplicates": 0, "late_reordered": 0, "gaps_bridged": 0, "resets": 0}
 
@@ -102,10 +104,10 @@ class SampleStream:
         return math.ceil(round((ts_ms - self.origin_ms) * self.fs_hz / 1000.0, 6))
 
     def push(self, ts_ms: int, seq: int, samples: np.ndarray) -> list[Samples | Reset]:
-        if seq in self.seen_seq:
+        if (seq, ts_ms) in self.seen_seq:
             self.counts["duplicates"] += 1
             return []
-        self.seen_seq = (self.seen_seq + [seq])[-self.seen_seq_max :]
+        self.seen_seq = (self.seen_seq + [(int(seq), int(ts_ms))])[-self.seen_seq_max :]
         self.newest_end_ms = max(self.newest_end_ms, ts_ms + len(samples) * 1000.0 / self.fs_hz)
         self.pending.append((int(ts_ms), int(seq), [float(v) for v in samples]))
         self.pending.sort(key=lambda p: (p[0], p[1]))
@@ -167,7 +169,7 @@ class SampleStream:
             "n": self.n,
             "last_value": self.last_value,
             "pending": [list(p) for p in self.pending],
-            "seen_seq": list(self.seen_seq),
+            "seen_seq": [list(p) for p in self.seen_seq],
             "newest_end_ms": None if math.isinf(self.newest_end_ms) else self.newest_end_ms,
             "counts": dict(self.counts),
         }
@@ -177,7 +179,7 @@ class SampleStream:
         self = cls(state["fs_hz"], state["late_grace_ms"])
         self.origin_ms, self.n, self.last_value = state["origin_ms"], state["n"], state["last_value"]
         self.pending = [(int(p[0]), int(p[1]), list(p[2])) for p in state["pending"]]
-        self.seen_seq = list(state["seen_seq"])
+        self.seen_seq = [(int(p[0]), int(p[1])) for p in state["seen_seq"]]
         end = state["newest_end_ms"]
         self.newest_end_ms = -math.inf if end is None else end
         self.counts = dict(state["counts"])

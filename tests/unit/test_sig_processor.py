@@ -80,11 +80,15 @@ def test_windows_cover_recording_with_beats(one_second) -> None:
     ecg = [w for w in one_second if w.signal == "ecg"]
     assert len(ppg) >= (SECONDS - 8) // 2 and len(ecg) >= (SECONDS - 10) // 2
     assert all(w.window_end_ms - w.window_start_ms == 8000 for w in ppg)
-    assert all(w.window_start_ms % 2000 == 0 for w in one_second)
+    assert all(w.window_start_ms % 2000 == 0 for w in one_second if w.signal != "rr")
     rates = [w.features["pulse_rate_bpm"] for w in ppg if w.usable]
     assert len(rates) > 0.8 * len(ppg)
     assert 70 < float(np.median(rates)) < 84  # monitor HR of bidmc_03 is about 76-77 bpm
     assert all(len(w.rr_ms) >= 5 for w in ecg if w.usable)
+    rr = [w for w in one_second if w.signal == "rr" and w.features["source_ecg"] == 1.0]
+    assert len(rr) >= SECONDS * 70 / 60 // 32 - 1  # one per 32 ECG beats at ~77 bpm
+    assert all(w.features["n_beats"] == 32 and len(w.rr_ms) in (31, 32) for w in rr if w.usable)
+    assert sum(w.usable for w in rr) >= len(rr) - 1
 
 
 chunk_sizes = st.lists(st.integers(min_value=13, max_value=int(5 * FS)), min_size=1, max_size=12)

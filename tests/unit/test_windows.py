@@ -153,3 +153,22 @@ def test_low_signal_quality_turns_on_and_off_on_transitions_only() -> None:
     assert EPOCH_MS + 20_000 < on.ts_ms <= EPOCH_MS + 30_000 and off.ts_ms > EPOCH_MS + 36_000
     bad = [w for w in windows if not w.usable]
     assert bad and all(w.features["pulse_rate_bpm"] is None and w.rr_ms == () for w in bad)
+
+
+def test_numerics_window_closes_on_the_wall_clock_when_no_later_data_come() -> None:
+    proc = DeviceSignalProcessor("d1", Settings(late_grace_ms=2000, silence_timeout_s=600))
+    t0 = EPOCH_MS - EPOCH_MS % 60_000
+    offset_ms = 700  # the broker sees each message 0.7 s after the device stamped it
+    proc.on_message(VitalsMessage(device_id="d1", ts_ms=t0 + 5000, seq=0, spo2_pct=97), t0 + 5000 + offset_ms)
+    assert proc.on_tick(t0 + 60_000 + 2000 + offset_ms - 1).windows == ()
+    (w,) = proc.on_tick(t0 + 60_000 + 2000 + offset_ms).windows
+    assert (w.signal, w.window_start_ms, w.features["spo2_pct"]) == ("numerics", t0, 97.0)
+
+
+def test_a_device_restarting_its_seq_counter_is_not_dropped() -> None:
+    x = np.arange(1000.0)
+    chunks = _chunks(x, 250)
+    stream = SampleStream(FS, late_grace_ms=0)
+    out = stream.push(chunks[0][0], 0, chunks[0][2]) + stream.push(chunks[1][0], 1, chunks[1][2])
+    out += stream.push(chunks[2][0], 0, chunks[2][2]) + stream.push(chunks[3][0], 1, chunks[3][2])
+    assert np.array_equal(_emitted(out), x) and stream.counts["duplicates"] == 0
