@@ -1,4 +1,4 @@
-"""Stages 2-4 on a real ECG: the signal processor's windows feed the AF model each beat once, from one source."""
+"""Stages 2-4 on a real ECG: processor windows feed the AF model each beat once, from one source."""
 
 from __future__ import annotations
 
