@@ -55,3 +55,33 @@ def test_processor_windows_feed_af_once_per_interval(record: str) -> None:
             inside |= (ends_ms >= w.window_start_ms) & (ends_ms < w.window_end_ms)
         assert dev["af:ecg"]["n_beats"] == int(inside.sum())
     assert len(af_scores) == len({s.ts_ms for s in af_scores})  # one score per window end, no doubles
+
+
+def test_vitals_messages_through_the_processor_score_like_whole_stays() -> None:
+    from models import sepsis
+    from models.datasets import load_sepsis
+    from models.features import VITALS
+    from streamer.contracts import VitalsMessage
+
+    hour_ms = 3_600_000
+    t0 = 1_700_002_800_000  # a whole hour
+    patient = next(
+        p for p in load_sepsis(data_dir() / "challenge2019_sepsis", limit=50) if len(p.labels) > 20
+    )
+    settings = Settings(device="cpu")
+    proc = DeviceSignalProcessor("bed7", settings)
+    windows, sent = [], []
+    for k, row in enumerate(patient.vitals):
+        values = {n: float(v) for n, v in zip(VITALS, row, strict=True) if np.isfinite(v)}
+        if not values:
+            continue  # a message needs at least one value: the hour stays silent
+        msg = VitalsMessage(device_id="bed7", ts_ms=t0 + k * hour_ms, seq=k, **values)
+        windows += proc.on_message(msg).windows
+        sent.append(k)
+    windows += proc.flush().windows
+    assert [w.signal for w in windows] == ["numerics"] * len(sent)
+    scores = [s for s in InferenceStage(settings).run(windows, {}).scores if s.model.name == "sepsis"]
+    # The stream starts with its first message (leading empty hours are not part of it).
+    probs, _ = sepsis.predict_stays([patient.vitals[sent[0] : sent[-1] + 1]])
+    expected = probs[0][[k - sent[0] for k in sent[:-1]]]
+    np.testing.assert_allclose([s.score for s in scores], expected, rtol=1e-5, atol=1e-6)
