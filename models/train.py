@@ -112,10 +112,14 @@ def run(name: str, data: Path | None, weights_dir: Path, quick: bool) -> dict:
     from models import cards, metrics
     from models.datasets import data_dir
 
+    module = importlib.import_module(MODEL_MODULES[name])
+    n_bootstrap = metrics.N_BOOTSTRAP
     if quick:  # a smoke run of the command: small bootstrap, and no card next to the shipped ones
         metrics.N_BOOTSTRAP = 50
-    module = importlib.import_module(MODEL_MODULES[name])
-    meta = module.train(data or data_dir(), weights_dir, quick=quick)
+    try:
+        meta = module.train(data or data_dir(), weights_dir, quick=quick)
+    finally:
+        metrics.N_BOOTSTRAP = n_bootstrap
     if not quick:
         cards.write(name, weights_dir, cards.CARDS_DIR if weights_dir == WEIGHTS_DIR else weights_dir)
     return meta

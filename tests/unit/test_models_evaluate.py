@@ -44,3 +44,11 @@ def test_eval_af_json(tmp_path, capsys) -> None:
 
 def _septic(path) -> bool:
     return "|1\n" in path.read_text() or path.read_text().rstrip().endswith("|1")
+
+
+def test_vitalstream_train_is_the_same_command(tmp_path, capsys) -> None:
+    assert main(["train", "anomaly", "--quick", "--weights-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    meta = json.loads((tmp_path / "anomaly.json").read_text())
+    assert printed.startswith(f"anomaly {meta['version']}: ")
+    assert json.loads(printed.split(": ", 1)[1])["n_patients"] == meta["metrics"]["test"]["n_patients"]
