@@ -137,7 +137,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     for ax in (ax1, ax2):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{result['model']} on {result['machine']['cpu']}", fontsize=9)
+    m = result["machine"]
+    fig.suptitle(f"{result['model']} on {m['cpu']}, {m['torch_threads']} torch thread(s)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

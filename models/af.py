@@ -153,7 +153,10 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     model, history = fit(model, items, _cross_entropy, select, epochs=1 if quick else 40, lr=3e-3, batch_size=32)
     val_probs = record_probs(model, parts["val"])
     threshold = best_af_threshold(y["val"], val_probs)
-    test = challenge_scores(y["test"], record_probs(model, parts["test"]))
+    test_probs = record_probs(model, parts["test"])
+    test = challenge_scores(y["test"], test_probs)
+    # Per-record test predictions let a quick check reproduce any subset of the held-out figures.
+    test["predicted_class"] = dict(zip(split["test"], test_probs.argmax(axis=1).tolist(), strict=True))
     mit_test = [m for m in mit if m.name.removeprefix("mitdb") in mitdb_test]
     meta = {
         "version_prefix": "1",

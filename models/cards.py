@@ -46,7 +46,7 @@ def _header(meta: dict[str, Any]) -> list[str]:
     ]
 
 
-def _kind(meta: dict[str, Any], cfg: dict[str, Any]) -> str:
+def _kind(meta: dict[str, Any], cfg: dict[str, Any] | None) -> str:
     if meta.get("kind") == "trees":
         return "gradient-boosted trees (scikit-learn HistGradientBoostingClassifier)"
     return f"GRU {json.dumps(cfg)}"
@@ -154,7 +154,7 @@ def _sepsis(meta: dict[str, Any]) -> list[str]:
             )
     served = meta["served"]
     test_u = {k: cmp[k]["test"]["utility"]["value"] for k in ("gru", "trees")}
-    test_best = max(test_u, key=test_u.get)
+    test_best = max(test_u, key=lambda k: test_u[k])
     verdict = (
         f"On the test patients {test_best} scored higher utility ({test_u[test_best]:.3f} against "
         f"{test_u['gru' if test_best == 'trees' else 'trees']:.3f}); "

@@ -56,7 +56,8 @@ def clean_vitals(values: np.ndarray) -> np.ndarray:
 
 def vitals_row(features: Mapping[str, float | None]) -> np.ndarray:
     """One numerics window's medians in model column order, NaN when absent. Shape (7,)."""
-    return np.array([np.nan if features.get(k) is None else float(features[k]) for k in VITALS])
+    values = [features.get(k) for k in VITALS]
+    return np.array([np.nan if v is None else float(v) for v in values])
 
 
 def vitals_inputs(

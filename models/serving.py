@@ -7,7 +7,7 @@ state; ``commit`` stores the hidden state and that feature state once the batch 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,9 @@ from streamer.records import FeatureWindow
 
 HOUR_MS = 3_600_000
 MAX_GAP_HOURS = 24  # a longer silence is not filled hour by hour; the stay continues after it
+SOURCE_RANK = {"af:rr-ecg": 0, "af:rr-ppg": 1, "af:ecg": 2, "af:ppg": 3}
+SOURCE_RANK_KEY = "af_source_rank"
+MAX_TAIL = 64  # RR intervals of the last window kept to find the overlap with the next
 AF_MIN_BEATS = 8  # no AF score before this many intervals: the state has seen too little rhythm
 
 
@@ -59,8 +62,16 @@ def _hidden(st: dict[str, Any]) -> np.ndarray | None:
     return None if st.get("h") is None else np.asarray(st["h"], dtype=np.float32)
 
 
-class AfAdapter:
-    """RR intervals of usable ECG/PPG windows; one state per device and signal."""
+class _Adapter:
+    name = ""
+
+    @classmethod
+    def select(cls, windows: list[FeatureWindow], states: MutableMapping[str, dict]) -> list[FeatureWindow]:
+        return windows
+
+
+class AfAdapter(_Adapter):
+    """RR intervals of usable beat-count (``rr``), ECG or PPG windows: one source per device."""
 
     name = "af"
 
@@ -73,21 +84,39 @@ class AfAdapter:
 
     @classmethod
     def state_key(cls, w: FeatureWindow) -> str:
+        if w.signal == "rr":  # beat-count windows name their source by its rate feature
+            return "af:rr-ppg" if "pulse_rate_bpm" in w.features else "af:rr-ecg"
         return f"af:{w.signal}"
+
+    @classmethod
+    def select(cls, windows: list[FeatureWindow], states: MutableMapping[str, dict]) -> list[FeatureWindow]:
+        """Feed each device from its best source seen so far, so no beat is scored twice.
+
+        ``rr`` windows (each beat once) before overlapping ECG/PPG windows, ECG before PPG. The
+        choice is kept in the device state: once a device has sent a better source, the worse
+        ones are ignored for AF even while the better one is unusable.
+        """
+        for w in windows:
+            st = states.setdefault(w.device_id, {})
+            st[SOURCE_RANK_KEY] = min(
+                st.get(SOURCE_RANK_KEY, len(SOURCE_RANK)), SOURCE_RANK[cls.state_key(w)]
+            )
+        return [w for w in windows if SOURCE_RANK[cls.state_key(w)] <= states[w.device_id][SOURCE_RANK_KEY]]
 
     def plan(self, key: str, windows: Sequence[FeatureWindow], st: dict[str, Any]) -> Plan | None:
         steps, marks = [], []
         last_end, prev_rr, n_beats = st.get("last_end_ms"), st.get("prev_rr_ms"), int(st.get("n_beats", 0))
+        tail = list(st.get("tail_rr_ms", []))
         for w in windows:
-            new = _new_intervals(w, last_end)
-            last_end = w.window_end_ms
+            new = _new_intervals(w, last_end, tail)
+            last_end, tail = w.window_end_ms, [float(v) for v in w.rr_ms][-MAX_TAIL:]
             if not new:
                 continue
             steps.append(rr_inputs(new, prev_rr))
             prev_rr, n_beats = float(new[-1]), n_beats + len(new)
             if n_beats >= AF_MIN_BEATS:
                 marks.append((sum(len(s) for s in steps) - 1, w.window_end_ms))
-        pending = {"last_end_ms": last_end, "prev_rr_ms": prev_rr, "n_beats": n_beats}
+        pending = {"last_end_ms": last_end, "prev_rr_ms": prev_rr, "n_beats": n_beats, "tail_rr_ms": tail}
         if not steps:
             st.update(pending)  # nothing to run; remember how far the windows went
             return None
@@ -102,20 +131,22 @@ class AfAdapter:
         return result
 
 
-def _new_intervals(w: FeatureWindow, last_end_ms: int | None) -> list[float]:
+def _new_intervals(w: FeatureWindow, last_end_ms: int | None, prev_rr: Sequence[float]) -> list[float]:
     """The intervals of ``w`` not seen in the previous (overlapping) window of the same signal.
 
-    Windows overlap (10 s sliding by 2 s), and ``rr_ms`` lists every interval ending in the window.
-    Taking the last beat at the window's end, an interval is new if it ends after the previous
-    window's end; the error is at most one interval at a boundary.
+    Windows overlap (10 s sliding by 2 s) and ``rr_ms`` lists every interval ending in the window,
+    so the new window starts with the previous one's last intervals: the longest such overlap that
+    also fits in the overlapping time is dropped. Without a match (the beat stream changed), the
+    intervals ending after the previous window's end are kept, taking the last beat at the end.
     """
     rr = [float(v) for v in w.rr_ms]
     if last_end_ms is None or last_end_ms <= w.window_start_ms:
         return rr
-    span = w.window_end_ms - last_end_ms
-    if span <= 0:
-        return []
-    new, after = [], 0.0
+    overlap_ms = last_end_ms - w.window_start_ms
+    for k in range(min(len(rr), len(prev_rr)), 0, -1):
+        if sum(rr[1:k]) < overlap_ms and list(prev_rr[-k:]) == rr[:k]:
+            return rr[k:]
+    span, new, after = w.window_end_ms - last_end_ms, [], 0.0
     for v in reversed(rr):
         if after >= span:
             break
@@ -124,7 +155,7 @@ def _new_intervals(w: FeatureWindow, last_end_ms: int | None) -> list[float]:
     return new[::-1]
 
 
-class VitalsAdapter:
+class VitalsAdapter(_Adapter):
     """Numerics windows for the anomaly forecaster (one step per window)."""
 
     name = "anomaly"
@@ -157,7 +188,7 @@ class VitalsAdapter:
         return [Score(ts, float(s[i])) for i, ts in plan.marks if not np.isnan(s[i])]
 
 
-class SepsisAdapter:
+class SepsisAdapter(_Adapter):
     """Numerics windows averaged per clock hour; the model steps once per closed hour."""
 
     name = "sepsis"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import json
 import logging
 import sys
 import time
@@ -109,10 +110,14 @@ def run(name: str, data: Path | None, weights_dir: Path, quick: bool) -> dict:
     from models import cards, metrics
     from models.datasets import data_dir
 
+    module = importlib.import_module(MODEL_MODULES[name])
+    n_bootstrap = metrics.N_BOOTSTRAP
     if quick:  # a smoke run of the command: small bootstrap, and no card next to the shipped ones
         metrics.N_BOOTSTRAP = 50
-    module = importlib.import_module(MODEL_MODULES[name])
-    meta = module.train(data or data_dir(), weights_dir, quick=quick)
+    try:
+        meta = module.train(data or data_dir(), weights_dir, quick=quick)
+    finally:
+        metrics.N_BOOTSTRAP = n_bootstrap
     if not quick:
         cards.write(name, weights_dir, cards.CARDS_DIR if weights_dir == WEIGHTS_DIR else weights_dir)
     return meta
@@ -127,7 +132,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     meta = run(args.name, args.data, args.weights_dir, args.quick)
-    print(f"{args.name} {meta['version']}: {meta['metrics']['test']}")
+    test = {k: v for k, v in meta["metrics"]["test"].items() if not isinstance(v, dict) or "value" in v}
+    print(f"{args.name} {meta['version']}: {json.dumps(test, sort_keys=True)}")
     return 0
 
 

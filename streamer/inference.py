@@ -7,7 +7,7 @@ technical events (on, then off when it works again) and the pipeline goes on wit
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from streamer.records import FeatureWindow, TechnicalEvent
 
 log = logging.getLogger(__name__)
 
-ADAPTERS = {"af": AfAdapter, "sepsis": SepsisAdapter, "anomaly": VitalsAdapter}
+ADAPTERS: dict[str, type[Any]] = {"af": AfAdapter, "sepsis": SepsisAdapter, "anomaly": VitalsAdapter}
 UNAVAILABLE_KEY = "unavailable"  # per-device list of models announced as unavailable
 
 
@@ -69,14 +69,14 @@ class InferenceStage:
         events: list[TechnicalEvent] = []
         for name in ADAPTERS:
             work = self._plan(name, windows, states, events)
-            if work is not None:
-                self._finish(
-                    work,
-                    lambda reqs, n=name: self.models[n].batcher.infer_batch(reqs),
-                    states,
-                    scores,
-                    events,
-                )
+            if work is None:
+                continue
+            try:
+                results = self.models[name].batcher.infer_batch(self._requests(work))
+            except Exception as exc:  # noqa: BLE001 - see module docstring
+                self._failed(work, states, events, exc)
+                continue
+            self._finish(work, results, states, scores, events)
         return InferenceOutput(tuple(scores), tuple(events))
 
     async def run_async(self, windows: Sequence[FeatureWindow], states: MutableMapping[str, dict]) -> InferenceOutput:
@@ -92,7 +92,7 @@ class InferenceStage:
             except Exception as exc:  # noqa: BLE001 - see module docstring
                 self._failed(work, states, events, exc)
                 continue
-            self._finish(work, lambda _reqs, r=results: r, states, scores, events)
+            self._finish(work, results, states, scores, events)
         return InferenceOutput(tuple(scores), tuple(events))
 
     def close(self) -> None:
@@ -106,7 +106,7 @@ class InferenceStage:
         states: MutableMapping[str, dict],
         events: list[TechnicalEvent],
     ) -> _Work | None:
-        wanted = [w for w in windows if ADAPTERS[name].wants(w)]
+        wanted = ADAPTERS[name].select([w for w in windows if ADAPTERS[name].wants(w)], states)
         if not wanted:
             return None
         groups: dict[tuple[str, str], list[FeatureWindow]] = {}
@@ -136,14 +136,13 @@ class InferenceStage:
     def _finish(
         self,
         work: _Work,
-        infer: Callable[[list[StepRequest]], list[StepResult]],
+        results: list[StepResult],
         states: MutableMapping[str, dict],
         scores: list[ScoreRecord],
         events: list[TechnicalEvent],
     ) -> None:
         model = self.models[work.name]
         try:
-            results = infer(self._requests(work)) if work.plans else []
             new_scores = [
                 self._record(device_id, model, s.ts_ms, s.score, _source(plan.key))
                 for (device_id, plan), result in zip(work.plans, results, strict=True)

@@ -63,19 +63,16 @@ def test_anomaly_reproduces_stored_alarm_rate(patients, monkeypatch) -> None:
     assert stored <= 2 * ckpt.meta["thresholds"]["target_fpr_per_patient_hour"]
 
 
-def test_af_reproduces_stored_test_metrics_on_a_subset(monkeypatch) -> None:
-    """A quick subset: the first 60 test recordings give the same predictions as in the full run."""
+def test_af_reproduces_stored_test_predictions_on_a_subset() -> None:
+    """A quick subset: 60 test recordings, through our beat detector, get their stored predictions."""
     ckpt = checkpoint.load("af")
-    folder = data_dir() / "challenge2017_af"
-    names = ckpt.meta["split"]["test_records"]
-    labels = challenge2017_labels(folder)
-    probs = af.record_probs(ckpt.model, load_challenge2017(folder, names[:60]))
+    stored = ckpt.meta["metrics"]["test"]["predicted_class"]
+    names = ckpt.meta["split"]["test_records"][::7][:60]
+    probs = af.record_probs(ckpt.model, load_challenge2017(data_dir() / "challenge2017_af", names))
     assert np.allclose(probs.sum(axis=1), 1.0)
-    y = np.array([af.AF_CLASSES.index(labels[n]) for n in names[:60]])
-    assert (probs.argmax(axis=1) == y).mean() > 0.5  # far above the 1/4 of guessing
+    assert probs.argmax(axis=1).tolist() == [stored[n] for n in names]
 
 
-@pytest.mark.slow
 def test_af_reproduces_stored_test_metrics_in_full(monkeypatch) -> None:
     ckpt = checkpoint.load("af")
     folder = data_dir() / "challenge2017_af"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.io import loadmat
 
-from models import anomaly, checkpoint, sepsis
-from models.datasets import data_dir, load_sepsis
+from models import af, anomaly, checkpoint, sepsis
+from models.datasets import RRSequence, data_dir, load_sepsis
 from models.features import VITALS
 from streamer.beats import ecg_r_peaks
 from streamer.config import Settings
@@ -97,14 +97,19 @@ def test_sepsis_and_anomaly_streams_equal_offline_whole_stays(stage, patients) -
         np.testing.assert_allclose([s.score for s in anomaly_scores[f"dev{d}"]], expected, rtol=1e-4, atol=1e-5)
 
 
-def test_af_stream_feeds_each_interval_once(stage) -> None:
+@pytest.mark.parametrize("record", ["A00007", "A00015", "A00037"])
+def test_af_stream_feeds_each_interval_once_and_equals_offline(stage, record: str) -> None:
     states: dict[str, dict] = {}
-    windows = ecg_windows("A00015", "ecg0")
+    windows = ecg_windows(record, "ecg0")
     out = stage.run(windows, states)
-    ecg_mv = loadmat(data_dir() / "challenge2017_af" / "A00015.mat")["val"][0] / 1000.0
-    n_rr = len(ecg_r_peaks(ecg_mv.astype(np.float64), 300.0)) - 1
-    assert abs(states["ecg0"]["af:ecg"]["n_beats"] - n_rr) <= max(2, 0.05 * n_rr)
-    assert out.scores and all(0.0 <= s.score <= 1.0 for s in out.scores)
+    ecg_mv = loadmat(data_dir() / "challenge2017_af" / f"{record}.mat")["val"][0] / 1000.0
+    peaks_ms = ecg_r_peaks(ecg_mv.astype(np.float64), 300.0) * 1000.0 / 300.0
+    covered = peaks_ms[1:] < windows[-1].window_end_ms - T0_MS  # intervals ending inside some window
+    assert states["ecg0"]["af:ecg"]["n_beats"] == int(covered.sum())
+    rr = np.diff(peaks_ms)[covered]
+    offline = af.record_probs(checkpoint.load("af").model, [RRSequence(record, rr, 0)])[0, af.A]
+    assert out.scores[-1].score == pytest.approx(offline, abs=1e-5)
+    assert all(0.0 <= s.score <= 1.0 for s in out.scores)
 
 
 def test_json_state_restart_equals_uninterrupted_run(stage, patients) -> None:
@@ -177,3 +182,37 @@ def test_run_async_equals_run(patients) -> None:
     for a, b in zip(got.scores, sync.scores, strict=True):
         assert (a.device_id, a.model, a.ts_ms) == (b.device_id, b.model, b.ts_ms)
         assert a.score == pytest.approx(b.score, abs=1e-5)
+
+
+def _ecg(start_ms: int, rr: list[float]) -> FeatureWindow:
+    return FeatureWindow("d", "ecg", start_ms, start_ms + 10_000, 0.9, True, {}, rr_ms=tuple(rr))
+
+
+def test_new_intervals_of_overlapping_windows() -> None:
+    from models.serving import _new_intervals
+
+    # A perfectly regular 800 ms rhythm: beats at 0, 800, ... The window [2000, 12000) after
+    # [0, 10000) adds the intervals ending at 10400 and 11200 only.
+    first = [800.0] * 12  # ending at 800 ... 9600
+    second = [800.0] * 12  # ending at 2400 ... 11200
+    assert _new_intervals(_ecg(2_000, second), 10_000, first) == [800.0, 800.0]
+    # Irregular: the new window starts with the previous one's last three intervals.
+    assert _new_intervals(
+        _ecg(2_000, [700.0, 910.0, 650.0, 1000.0]), 10_000, [500.0, 700.0, 910.0, 650.0]
+    ) == [1000.0]
+    # No overlap in time: everything is new; the first window of a stream likewise.
+    assert _new_intervals(_ecg(12_000, [700.0, 900.0]), 10_000, [700.0, 900.0]) == [700.0, 900.0]
+    assert _new_intervals(_ecg(0, [700.0, 900.0]), None, []) == [700.0, 900.0]
+
+
+def test_silent_hours_are_rows_with_nothing_measured(stage, patients) -> None:
+    p = patients[0]
+    silent = {3, 4, 9}  # no numerics window at all in these hours
+    windows = [w for w in numerics_windows([p]) if (w.window_start_ms - T0_MS) // HOUR_MS not in silent]
+    scores = [s for s in stage.run(windows, {}).scores if s.model.name == "sepsis"]
+    gapped = p.vitals.copy()
+    gapped[sorted(silent)] = np.nan
+    probs, _ = sepsis.predict_stays([gapped])
+    scored_hours = [k for k in range(len(gapped) - 1) if k not in silent]
+    np.testing.assert_allclose([s.score for s in scores], probs[0][scored_hours], rtol=1e-5, atol=1e-6)
+    assert [s.ts_ms for s in scores] == [T0_MS + (k + 1) * HOUR_MS for k in scored_hours]
