@@ -186,8 +186,8 @@ class InferenceStage:
 
 
 def _source(state_key: str) -> str:
-    """The window signal behind a state key: "af:ecg" -> "ecg"; the vitals models read numerics windows."""
-    return state_key.split(":", 1)[1] if ":" in state_key else "numerics"
+    """The window signal behind a state key: "af:ecg" -> "ecg", "af:rr-ppg" -> "rr"; vitals models read numerics."""
+    return state_key.split(":", 1)[1].split("-", 1)[0] if ":" in state_key else "numerics"
 
 
 def _event(device_id: str, model: str, active: bool, ts_ms: int, detail: str) -> TechnicalEvent:

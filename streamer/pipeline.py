@@ -159,8 +159,12 @@ class Pipeline:
                     out.alerts += policy.on_score(score, ingest_ts_ms)
             for ev in model_events_by_device.pop(policy.device_id, ()):
                 out.alerts += policy.on_event(ev, ingest_ts_ms)
-        for leftover in by_window.values():  # a score not tied to a window end: publish it all the same
-            out.scores += leftover
+        for leftover in by_window.values():  # a score not tied to a window of this batch: still count it
+            for score in leftover:
+                out.scores.append(score)
+                rt = self.devices.get(score.device_id)
+                if rt is not None:
+                    out.alerts += rt.policy.on_score(score, None)
 
     def _infer(self, windows: list[FeatureWindow]) -> tuple[Iterable[ScoreRecord], Iterable[TechnicalEvent]]:
         if self.inference is None or not windows:
