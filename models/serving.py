@@ -100,9 +100,7 @@ class AfAdapter(_Adapter):
         """
         for w in windows:
             st = states.setdefault(w.device_id, {})
-            st[SOURCE_RANK_KEY] = min(
-                st.get(SOURCE_RANK_KEY, len(SOURCE_RANK)), SOURCE_RANK[cls.state_key(w)]
-            )
+            st[SOURCE_RANK_KEY] = min(st.get(SOURCE_RANK_KEY, len(SOURCE_RANK)), SOURCE_RANK[cls.state_key(w)])
         return [w for w in windows if SOURCE_RANK[cls.state_key(w)] <= states[w.device_id][SOURCE_RANK_KEY]]
 
     def plan(self, key: str, windows: Sequence[FeatureWindow], st: dict[str, Any]) -> Plan | None:

@@ -162,9 +162,9 @@ class Pipeline:
         for leftover in by_window.values():  # a score not tied to a window of this batch: still count it
             for score in leftover:
                 out.scores.append(score)
-                rt = self.devices.get(score.device_id)
-                if rt is not None:
-                    out.alerts += rt.policy.on_score(score, None)
+                owner = self.devices.get(score.device_id)
+                if owner is not None:
+                    out.alerts += owner.policy.on_score(score, None)
 
     def _infer(self, windows: list[FeatureWindow]) -> tuple[Iterable[ScoreRecord], Iterable[TechnicalEvent]]:
         if self.inference is None or not windows:

@@ -92,9 +92,7 @@ class DeviceSignalProcessor:
             for ch in self._ordered_channels():
                 windows += ch.release(self._activity)
         device_now_ms = now_ms - self.clock_offset_ms
-        windows += self._numeric_windows(
-            self.numerics.close_until(device_now_ms - self.settings.late_grace_ms)
-        )
+        windows += self._numeric_windows(self.numerics.close_until(device_now_ms - self.settings.late_grace_ms))
         events: list[TechnicalEvent] = []
         if not self.silent and quiet_ms >= self.settings.silence_timeout_s * 1000:
             self.silent = True

@@ -29,9 +29,7 @@ def test_eval_sepsis_json_on_a_folder_without_index(tmp_path, capsys) -> None:
 def test_eval_af_json(tmp_path, capsys) -> None:
     source = data_dir() / "challenge2017_af"
     labels = challenge2017_labels(source)
-    names = [n for n in sorted(labels) if labels[n] == "A"][:4] + [
-        n for n in sorted(labels) if labels[n] == "N"
-    ][:6]
+    names = [n for n in sorted(labels) if labels[n] == "A"][:4] + [n for n in sorted(labels) if labels[n] == "N"][:6]
     (tmp_path / "REFERENCE.csv").write_text("".join(f"{n},{labels[n]}\n" for n in names))
     for n in names:
         (tmp_path / f"{n}.mat").symlink_to((source / f"{n}.mat").resolve())

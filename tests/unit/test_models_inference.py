@@ -197,9 +197,7 @@ def test_new_intervals_of_overlapping_windows() -> None:
     second = [800.0] * 12  # ending at 2400 ... 11200
     assert _new_intervals(_ecg(2_000, second), 10_000, first) == [800.0, 800.0]
     # Irregular: the new window starts with the previous one's last three intervals.
-    assert _new_intervals(
-        _ecg(2_000, [700.0, 910.0, 650.0, 1000.0]), 10_000, [500.0, 700.0, 910.0, 650.0]
-    ) == [1000.0]
+    assert _new_intervals(_ecg(2_000, [700.0, 910.0, 650.0, 1000.0]), 10_000, [500.0, 700.0, 910.0, 650.0]) == [1000.0]
     # No overlap in time: everything is new; the first window of a stream likewise.
     assert _new_intervals(_ecg(12_000, [700.0, 900.0]), 10_000, [700.0, 900.0]) == [700.0, 900.0]
     assert _new_intervals(_ecg(0, [700.0, 900.0]), None, []) == [700.0, 900.0]

@@ -63,9 +63,7 @@ def test_vitals_messages_through_the_processor_score_like_whole_stays() -> None:
 
     hour_ms = 3_600_000
     t0 = 1_700_002_800_000  # a whole hour
-    patient = next(
-        p for p in load_sepsis(data_dir() / "challenge2019_sepsis", limit=50) if len(p.labels) > 20
-    )
+    patient = next(p for p in load_sepsis(data_dir() / "challenge2019_sepsis", limit=50) if len(p.labels) > 20)
     settings = Settings(device="cpu")
     proc = DeviceSignalProcessor("bed7", settings)
     windows, sent = [], []

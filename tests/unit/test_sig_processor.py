@@ -103,10 +103,7 @@ def test_any_chunking_gives_the_same_windows(recording, one_second, ecg, ppg, re
 
 def _drive(proc: DeviceSignalProcessor, steps: list[WaveformMessage | int]) -> list[StageOutput]:
     """Messages, and wall-clock ticks given as plain ints (ms)."""
-    return [
-        proc.on_tick(s) if isinstance(s, int) else proc.on_message(s, ingest_ts_ms=s.ts_ms + 50)
-        for s in steps
-    ]
+    return [proc.on_tick(s) if isinstance(s, int) else proc.on_message(s, ingest_ts_ms=s.ts_ms + 50) for s in steps]
 
 
 @SLOW_OK
