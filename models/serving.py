@@ -98,10 +98,14 @@ class AfAdapter(_Adapter):
         choice is kept in the device state: once a device has sent a better source, the worse
         ones are ignored for AF even while the better one is unusable.
         """
-        for w in windows:
-            st = states.setdefault(w.device_id, {})
-            st[SOURCE_RANK_KEY] = min(st.get(SOURCE_RANK_KEY, len(SOURCE_RANK)), SOURCE_RANK[cls.state_key(w)])
-        return [w for w in windows if SOURCE_RANK[cls.state_key(w)] <= states[w.device_id][SOURCE_RANK_KEY]]
+        kept = []
+        for w in windows:  # in order: a window is judged by the sources seen up to it, never by later ones,
+            st = states.setdefault(w.device_id, {})  # so the choice does not depend on how windows are batched
+            rank = SOURCE_RANK[cls.state_key(w)]
+            st[SOURCE_RANK_KEY] = min(st.get(SOURCE_RANK_KEY, len(SOURCE_RANK)), rank)
+            if rank <= st[SOURCE_RANK_KEY]:
+                kept.append(w)
+        return kept
 
     def plan(self, key: str, windows: Sequence[FeatureWindow], st: dict[str, Any]) -> Plan | None:
         steps, marks = [], []
