@@ -10,8 +10,9 @@ Replay rules:
   ``(t_i - t_0) / speed`` seconds after the start (``speed=inf``: as fast as possible). A record whose
   timestamp goes back in time is sent at once, never before the one ahead of it.
 - Timestamps (the message ``ts_ms`` and the record timestamp) are shifted by one constant, so that the
-  first message is "now" (``anchor="start"``) or the last one is (``anchor="end"``, handy with ``--fast``
-  so that event time does not run ahead of the ingest's future-timestamp margin), or kept as recorded.
+  first message is "now" (``anchor="start"``) or the last one is (``anchor="end"``, the default for replays
+  faster than real time, so that event time does not run ahead of the ingest's future-timestamp margin), or kept
+  as recorded.
 - Fan-out K > 1 sends each message as K virtual devices ``<id>:k<i>`` (key too); each keeps the
   recorded seq, so each virtual device has its own independent seq stream. The brief asked for
   ``<id>~k<i>``, but ``~`` is outside the contract's device-id pattern, so those would all be
@@ -115,6 +116,14 @@ def timestamp_shift_ms(
     if keep:
         return 0
     return now_ms - (stats.first_ts_ms if anchor == "start" else stats.last_ts_ms)
+
+
+def resolve_anchor(anchor: str, speed: float) -> Literal["start", "end"]:
+    """``auto``: real time anchors the first message at now; a faster replay anchors the last one, since its
+    event time would otherwise run ahead of the wall clock."""
+    if anchor == "auto":
+        return "start" if speed <= 1.0 else "end"
+    return "end" if anchor == "end" else "start"
 
 
 def send_offset_s(timestamp_ms: int, first_ts_ms: int, speed: float) -> float:
@@ -279,7 +288,11 @@ def register(subparsers) -> None:  # type: ignore[no-untyped-def]
     pace.add_argument("--fast", dest="speed", action="store_const", const=math.inf, help="no pacing")
     rep.add_argument("session", type=Path)
     rep.add_argument("--keep-timestamps", action="store_true", help="send the recorded timestamps")
-    rep.add_argument("--anchor", choices=("start", "end"), default="start", help="which message is 'now'")
+    rep.add_argument(
+        "--anchor", choices=("auto", "start", "end"), default="auto",
+        help="which message is 'now'; auto: the first in real time, the last when faster (so that no timestamp "
+        "runs ahead of the ingest clock and gets dead-lettered as FUTURE_TIMESTAMP)",
+    )  # fmt: skip
     rep.add_argument("--fan-out", type=int, default=1, metavar="K", help="K virtual devices per device")
     rep.add_argument("--loop", action="store_true", help="repeat until interrupted")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -324,7 +337,7 @@ def _cmd_replay(args) -> int:  # type: ignore[no-untyped-def]
     now_ms = int(time.time() * 1000)
     plan = ReplayPlan(
         speed=args.speed, fan_out=args.fan_out, loop_period_ms=stats.loop_period_ms, max_seq=stats.max_seq,
-        shift_ms=timestamp_shift_ms(stats, now_ms, keep=args.keep_timestamps, anchor=args.anchor),
+        shift_ms=timestamp_shift_ms(stats, now_ms, keep=args.keep_timestamps, anchor=resolve_anchor(args.anchor, args.speed)),
     )  # fmt: skip
     topic = args.topic or settings.topics.telemetry
     producer = KafkaProducer(

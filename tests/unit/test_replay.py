@@ -250,3 +250,12 @@ def test_scan_counts_backward_jumps_of_a_record_after_record_session(tmp_path: P
     write_session("cinc2017", folder, tmp_path / "merged.gz", topic="t")
     assert scan(read_session(tmp_path / "seq.gz")).backward_jumps == 1  # the second record starts over
     assert scan(read_session(tmp_path / "merged.gz")).backward_jumps == 0
+
+
+def test_auto_anchor_keeps_fast_replays_behind_the_ingest_clock() -> None:
+    from streamer.replay import resolve_anchor
+
+    assert resolve_anchor("auto", 1.0) == "start"
+    assert resolve_anchor("auto", 20.0) == "end"
+    assert resolve_anchor("auto", float("inf")) == "end"
+    assert resolve_anchor("start", 20.0) == "start" and resolve_anchor("end", 1.0) == "end"
