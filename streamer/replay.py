@@ -14,9 +14,8 @@ Replay rules:
   faster than real time, so that event time does not run ahead of the ingest's future-timestamp margin), or kept
   as recorded.
 - Fan-out K > 1 sends each message as K virtual devices ``<id>:k<i>`` (key too); each keeps the
-  recorded seq, so each virtual device has its own independent seq stream. The brief asked for
-  ``<id>~k<i>``, but ``~`` is outside the contract's device-id pattern, so those would all be
-  dead-lettered; ``FANOUT_SEPARATOR`` is the one place to change it.
+  recorded seq, so each virtual device has its own independent seq stream. The separator must stay inside
+  the contract's device-id pattern (``~`` would be dead-lettered); ``FANOUT_SEPARATOR`` is the one place for it.
 - Loop pass ``L`` adds ``L * period`` to every timestamp (``period`` = session span + its typical
   step) and ``L * (max seq + 1)`` to each device's seq, so both keep increasing.
 - Values that are not a JSON object are sent unchanged (a replay of bad input must stay bad input).
