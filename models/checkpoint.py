@@ -60,18 +60,24 @@ def load_meta(name: str, weights_dir: Path | None = None) -> dict[str, Any]:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
 
 
-def load(name: str, weights_dir: Path | None = None) -> Checkpoint:
-    """The network in eval mode with its metadata; raises CheckpointError on any mismatch."""
-    meta = load_meta(name, weights_dir)
-    if meta.get("kind") == "trees":
-        raise CheckpointError(f"{name} is a tree model: use load_estimator")
-    path = (weights_dir or WEIGHTS_DIR) / f"{name}.pt"
+def _verified_blob(name: str, suffix: str, meta: dict[str, Any], weights_dir: Path | None) -> bytes:
+    """The bytes of ``<name>.<suffix>``, only if their SHA-256 is the one its metadata records."""
+    path = (weights_dir or WEIGHTS_DIR) / f"{name}.{suffix}"
     try:
         blob = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
     if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
         raise CheckpointError(f"{path} does not match the SHA-256 in {name}.json")
+    return blob
+
+
+def load(name: str, weights_dir: Path | None = None) -> Checkpoint:
+    """The network in eval mode with its metadata; raises CheckpointError on any mismatch."""
+    meta = load_meta(name, weights_dir)
+    if meta.get("kind") == "trees":
+        raise CheckpointError(f"{name} is a tree model: use load_estimator")
+    blob = _verified_blob(name, "pt", meta, weights_dir)
     try:
         model = build(meta["config"])
         model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
@@ -96,11 +102,5 @@ def save_estimator(name: str, estimator: Any, meta: dict[str, Any], weights_dir:
 def load_estimator(name: str, weights_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
     """Unpickles only after the file's SHA-256 matches the metadata: only the shipped file is trusted."""
     meta = load_meta(name, weights_dir)
-    path = (weights_dir or WEIGHTS_DIR) / f"{name}.pkl"
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
-    if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
-        raise CheckpointError(f"{path} does not match the SHA-256 in {name}.json")
+    blob = _verified_blob(name, "pkl", meta, weights_dir)
     return pickle.loads(blob), meta  # noqa: S301 - hash-checked file shipped with the package

@@ -72,6 +72,18 @@ class _Adapter:
         return windows
 
 
+class _NumericsAdapter(_Adapter):
+    """Models that read numerics windows, one state per device."""
+
+    @classmethod
+    def wants(cls, w: FeatureWindow) -> bool:
+        return w.signal == "numerics"
+
+    @classmethod
+    def state_key(cls, w: FeatureWindow) -> str:
+        return cls.name
+
+
 class AfAdapter(_Adapter):
     """RR intervals of usable beat-count (``rr``), ECG or PPG windows: one source per device."""
 
@@ -159,7 +171,7 @@ def _new_intervals(w: FeatureWindow, last_end_ms: int | None, prev_rr: Sequence[
     return new[::-1]
 
 
-class VitalsAdapter(_Adapter):
+class VitalsAdapter(_NumericsAdapter):
     """Numerics windows for the anomaly forecaster (one step per window)."""
 
     name = "anomaly"
@@ -167,14 +179,6 @@ class VitalsAdapter(_Adapter):
     def __init__(self, meta: dict[str, Any]) -> None:
         self.mean, self.std = np.asarray(meta["norm_mean"]), np.asarray(meta["norm_std"])
         self.threshold = float(meta["thresholds"]["alarm"])
-
-    @classmethod
-    def wants(cls, w: FeatureWindow) -> bool:
-        return w.signal == "numerics"
-
-    @classmethod
-    def state_key(cls, w: FeatureWindow) -> str:
-        return cls.name
 
     def plan(self, key: str, windows: Sequence[FeatureWindow], st: dict[str, Any]) -> Plan | None:
         rows = np.stack([vitals_row(w.features) for w in windows])  # (T, 7)
@@ -192,7 +196,7 @@ class VitalsAdapter(_Adapter):
         return [Score(ts, float(s[i])) for i, ts in plan.marks if not np.isnan(s[i])]
 
 
-class SepsisAdapter(_Adapter):
+class SepsisAdapter(_NumericsAdapter):
     """Numerics windows averaged per clock hour; the model steps once per closed hour."""
 
     name = "sepsis"
@@ -201,14 +205,6 @@ class SepsisAdapter(_Adapter):
         self.mean, self.std = np.asarray(meta["norm_mean"]), np.asarray(meta["norm_std"])
         self.threshold = float(meta["thresholds"]["decision"])
         self.trees = meta.get("kind") == "trees"
-
-    @classmethod
-    def wants(cls, w: FeatureWindow) -> bool:
-        return w.signal == "numerics"
-
-    @classmethod
-    def state_key(cls, w: FeatureWindow) -> str:
-        return cls.name
 
     def plan(self, key: str, windows: Sequence[FeatureWindow], st: dict[str, Any]) -> Plan | None:
         hour, sums, counts = st.get("hour"), _none_to_nan(st.get("sums")), _none_to_nan(st.get("counts"))

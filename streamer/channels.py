@@ -29,7 +29,7 @@ from streamer.features import (
 from streamer.filters import CausalFilter
 from streamer.quality import breath_regularity_score, template_score, window_quality
 from streamer.records import FeatureWindow
-from streamer.windows import Reset, RingBuffer, Samples, SampleStream, WindowSchedule
+from streamer.windows import Reset, RingBuffer, SampleClock, Samples, SampleStream, WindowSchedule
 
 log = logging.getLogger(__name__)
 ActivityLookup = Callable[[float, float], float | None]
@@ -48,7 +48,7 @@ def _window_s(signal: str, s: Settings) -> tuple[float, float]:
     }[signal]
 
 
-class Channel:
+class Channel(SampleClock):
     """Samples, filters, beats and windows of one signal of one device."""
 
     def __init__(self, signal: str, fs_hz: float, settings: Settings) -> None:
@@ -84,14 +84,6 @@ class Channel:
         self.schedule.next_start_ms = None
 
     # -- time ---------------------------------------------------------------------------------------
-    def time_of(self, index: float) -> float:
-        assert self.origin_ms is not None
-        return self.origin_ms + index * 1000.0 / self.fs_hz
-
-    def index_at(self, ts_ms: float) -> int:
-        assert self.origin_ms is not None
-        return math.ceil(round((ts_ms - self.origin_ms) * self.fs_hz / 1000.0, 6))
-
     # -- input --------------------------------------------------------------------------------------
     def push(self, ts_ms: int, seq: int, values: np.ndarray, activity: ActivityLookup) -> list[FeatureWindow]:
         return self._apply(self.stream.push(ts_ms, seq, values), activity)

@@ -78,7 +78,23 @@ class RingBuffer:
         return cls(state["keep"], state["start"], np.asarray(state["values"], dtype=float))
 
 
-class SampleStream:
+class SampleClock:
+    """Sample index <-> device time on a segment whose index 0 is at ``origin_ms``."""
+
+    fs_hz: float
+    origin_ms: float | None
+
+    def time_of(self, index: float) -> float:
+        assert self.origin_ms is not None
+        return self.origin_ms + index * 1000.0 / self.fs_hz
+
+    def index_at(self, ts_ms: float) -> int:
+        """First segment index whose time is at or after ``ts_ms``."""
+        assert self.origin_ms is not None
+        return math.ceil(round((ts_ms - self.origin_ms) * self.fs_hz / 1000.0, 6))
+
+
+class SampleStream(SampleClock):
     """Orders, de-duplicates and gap-checks one signal's chunks into a contiguous run of samples."""
 
     def __init__(self, fs_hz: float, late_grace_ms: int, seen_seq_max: int = 512) -> None:
@@ -93,15 +109,6 @@ class SampleStream:
         self.seen_seq: list[tuple[int, int]] = []
         self.newest_end_ms = -math.inf
         self.counts = {"duplicates": 0, "late_reordered": 0, "gaps_bridged": 0, "resets": 0}
-
-    def time_of(self, index: float) -> float:
-        assert self.origin_ms is not None
-        return self.origin_ms + index * 1000.0 / self.fs_hz
-
-    def index_at(self, ts_ms: float) -> int:
-        """First segment index whose time is at or after ``ts_ms``."""
-        assert self.origin_ms is not None
-        return math.ceil(round((ts_ms - self.origin_ms) * self.fs_hz / 1000.0, 6))
 
     def push(self, ts_ms: int, seq: int, samples: np.ndarray) -> list[Samples | Reset]:
         if (seq, ts_ms) in self.seen_seq:
