@@ -80,13 +80,19 @@ def _feature_map(features: list) -> dict[tuple, dict]:
     return {(f["device_id"], f["signal"], f["window_start_ms"], f["window_end_ms"]): f["features"] for f in rows}
 
 
-def _assert_same_windows(live: dict[tuple, dict], want: dict[tuple, dict], records: list[SessionRecord]) -> None:
-    """Every offline window is live; the live path may add only windows that the wall clock closed after a
-    device's data ended (numerics windows of a quiet device), which an offline run without flush leaves open."""
+def _last_ts_ms(records: list[SessionRecord]) -> dict[str, int]:
+    """Device id -> ts_ms of its last message: what follows it can only have come from the wall clock."""
     last_ms: dict[str, int] = {}
     for r in records:
         msg = json.loads(r.value)
         last_ms[msg["device_id"]] = max(last_ms.get(msg["device_id"], 0), msg["ts_ms"])
+    return last_ms
+
+
+def _assert_same_windows(live: dict[tuple, dict], want: dict[tuple, dict], records: list[SessionRecord]) -> None:
+    """Every offline window is live; the live path may add only windows that the wall clock closed after a
+    device's data ended (numerics windows of a quiet device), which an offline run without flush leaves open."""
+    last_ms = _last_ts_ms(records)
     assert want.keys() <= live.keys(), sorted(want.keys() - live.keys())[:5]
     extra = live.keys() - want.keys()
     assert all(end > last_ms[dev] for dev, _, _, end in extra), sorted(extra)[:5]
@@ -94,10 +100,7 @@ def _assert_same_windows(live: dict[tuple, dict], want: dict[tuple, dict], recor
 
 def _assert_same_alerts(live: list, want: list, records: list[SessionRecord]) -> None:
     """Identical transitions, except that live may add ones made after a device's data ended (wall clock)."""
-    last_ms: dict[str, int] = {}
-    for r in records:
-        msg = json.loads(r.value)
-        last_ms[msg["device_id"]] = max(last_ms.get(msg["device_id"], 0), msg["ts_ms"])
+    last_ms = _last_ts_ms(records)
     live_keys, want_keys = _alert_keys(live), _alert_keys(want)
     late = [k for k in live_keys if k[1] > last_ms[k[0]]]
     assert [k for k in live_keys if k not in late] == [k for k in want_keys if k[1] <= last_ms[k[0]]]
