@@ -22,7 +22,7 @@ venv: $(STAMP) ## create .venv and install the pinned packages (torch from the p
 
 deps: venv ## also check Java 17 and Maven and fetch the Kafka jars from Maven Central
 	@command -v java >/dev/null && command -v mvn >/dev/null || bash .ci/install-java.sh
-	$(PY) -c 'from streamer.devkafka import LocalKafka, fetch_jars; fetch_jars(LocalKafka())'
+	$(PY) -c 'from streamer.kafka.devbroker import LocalKafka, fetch_jars; fetch_jars(LocalKafka())'
 
 kafka-up: deps ## start the local single-node KRaft broker on 127.0.0.1:9092
 	$(VENV)/bin/vitalstream kafka up
@@ -48,7 +48,7 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/mypy
 
 schemas: venv ## regenerate schemas/ from the wire contracts
-	$(PY) -m streamer.contracts schemas
+	$(VENV)/bin/vitalstream schemas
 
 golden: venv ## check the golden sessions (make golden-update after an intended change)
 	$(VENV)/bin/vitalstream golden check
@@ -57,7 +57,7 @@ golden-update: venv ## rewrite tests/data/golden/*.expected.json from the curren
 	$(VENV)/bin/vitalstream golden update
 
 demo: deps ## local broker + worker + a real recording replayed; prints what happened
-	$(PY) -m streamer.demo
+	$(PY) -m streamer.cli.demo
 
 bench: deps ## run the benchmarks under bench/ (results in bench/results/; several minutes)
 	$(PY) bench/ingest.py

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from models import checkpoint
-from models.batching import MicroBatcher
 from models.checkpoint import Checkpoint, CheckpointError
 from models.gru import GRUConfig, build
-from models.predictor import Predictor, StepRequest
+from streamer.inference.batching import MicroBatcher
+from streamer.inference.predictor import Predictor, StepRequest
 
 log = logging.getLogger("bench.inference")
 

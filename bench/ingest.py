@@ -26,11 +26,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from streamer.commands import producer  # noqa: E402
 from streamer.config import Settings  # noqa: E402
-from streamer.devkafka import LocalKafka, up  # noqa: E402
-from streamer.ingest import Accepted, SeqStatus, SeqTracker, validate  # noqa: E402
-from streamer.topics import ensure_topics  # noqa: E402
+from streamer.ingest.dedup import SeqStatus, SeqTracker  # noqa: E402
+from streamer.ingest.validation import Accepted, validate  # noqa: E402
+from streamer.kafka.clients import producer  # noqa: E402
+from streamer.kafka.devbroker import LocalKafka, up  # noqa: E402
+from streamer.kafka.topics import ensure_topics  # noqa: E402
 
 
 def _messages(n: int, devices: int = 200) -> list[tuple[bytes, bytes]]:
@@ -153,7 +154,7 @@ def run_faust(bootstrap: str, messages: list[tuple[bytes, bytes]], take_max: int
     env = dict(os.environ)
     env.update({f"VITALS_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "worker"],
+        [sys.executable, "-m", "streamer.cli.main", "worker"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

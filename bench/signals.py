@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import wfdb
 
-from streamer.config import Settings
+from streamer.config import Settings, recordings_dir
 from streamer.contracts import WaveformMessage
-from streamer.evaluation import EPOCH_MS, default_data_dir, load_bidmc
-from streamer.signals import DeviceSignalProcessor
+from streamer.evaluation.signals import EPOCH_MS, load_bidmc
+from streamer.signals.device import DeviceSignalProcessor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "signals.json"
 
@@ -87,7 +87,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=300, help="seconds of each recording to use")
     args = parser.parse_args()
-    data = default_data_dir()
+    data = recordings_dir()
     ppg = load_bidmc(data / "bidmc", "bidmc_01")["ppg"][: args.seconds * 125]
     ecg = wfdb.rdrecord(str(data / "mitdb" / "100"), channels=[0], sampto=args.seconds * 360).p_signal[:, 0]
     cases = [

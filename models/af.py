@@ -39,7 +39,7 @@ MITDB_CHUNK_BEATS = 240
 
 
 def _detector_sha() -> str:
-    src = [REPO_ROOT / "streamer" / f for f in ("beats.py", "filters.py")]
+    src = [REPO_ROOT / "streamer" / "signals" / f for f in ("beats.py", "ecg_beats.py", "filters.py")]
     return hashlib.sha256(b"".join(p.read_bytes() for p in src if p.exists())).hexdigest()[:12]
 
 
@@ -163,7 +163,7 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
         "task": "rhythm class N/A/O/~ after each RR interval; score = P(AF)",
         "classes": list(AF_CLASSES),
         "feature_version": "rr-logratio-1",
-        "beat_detector": f"streamer.beats.ecg_r_peaks (source sha256 {_detector_sha()})",
+        "beat_detector": f"streamer.signals.ecg_beats.ecg_r_peaks (source sha256 {_detector_sha()})",
         "thresholds": {"af": threshold},
         "data_sha256": files_sha256(_training_files(data, names, mitdb_train + mitdb_test), data),
         "data_files": len(names) + len(mitdb_train + mitdb_test),

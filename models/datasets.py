@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from models.features import PSV_COLUMNS
+from streamer.config import recordings_dir
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,8 @@ MITDB_TEST_RECORDS = ("105", "201", "202", "208")
 
 
 def data_dir() -> Path:
-    """``$VITALS_DATA_DIR`` or ``../shared/data`` beside the repository root."""
-    env = os.environ.get("VITALS_DATA_DIR")
-    return Path(env) if env else REPO_ROOT / ".." / "shared" / "data"
+    """The recordings folder (``streamer.config.recordings_dir``)."""
+    return recordings_dir()
 
 
 def files_sha256(paths: Iterable[Path], root: Path) -> str:
@@ -108,7 +107,7 @@ def load_challenge2017(folder: Path, names: Sequence[str] | None = None) -> list
     """RR sequences of the named recordings (all in REFERENCE.csv by default), via our own detector."""
     from scipy.io import loadmat
 
-    from streamer.beats import ecg_r_peaks
+    from streamer.signals.ecg_beats import ecg_r_peaks
 
     labels = challenge2017_labels(folder)
     out = []
@@ -123,7 +122,7 @@ def load_mitdb(folder: Path, records: Sequence[str]) -> list[RRSequence]:
     """Whole MIT-BIH records (lead MLII) as RR sequences with each interval's annotated rhythm class."""
     import wfdb
 
-    from streamer.beats import ecg_r_peaks
+    from streamer.signals.ecg_beats import ecg_r_peaks
 
     out = []
     for rec in records:

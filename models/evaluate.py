@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from models import af, anomaly, checkpoint, sepsis
-from models.datasets import AF_CLASSES, challenge2017_labels, load_challenge2017, load_mitdb, load_sepsis
+from models.datasets import challenge2017_labels, load_challenge2017, load_mitdb, load_sepsis
 
 log = logging.getLogger(__name__)
 
@@ -61,40 +59,3 @@ def _flatten(scores: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _print(result: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(result, sort_keys=True))
-        return 0
-    for key, value in result.items():
-        print(f"{key:32s} {value}")
-    return 0
-
-
-def _handle_af(args: argparse.Namespace) -> int:
-    return _print(evaluate_af(args.data, args.mitdb, args.weights_dir), args.json)
-
-
-def _handle_sepsis(args: argparse.Namespace) -> int:
-    return _print(evaluate_sepsis(args.data, args.weights_dir), args.json)
-
-
-def _handle_anomaly(args: argparse.Namespace) -> int:
-    return _print(evaluate_anomaly(args.data, args.weights_dir), args.json)
-
-
-def register_eval(eval_subparsers) -> None:
-    specs = (
-        ("af", _handle_af, f"AF detector: F1 of AF and mean F1 over N/A/O ({'/'.join(AF_CLASSES)} labels)"),
-        ("sepsis", _handle_sepsis, "sepsis risk: AUROC and normalised clinical utility"),
-        ("anomaly", _handle_anomaly, "anomaly score: alarms per patient-hour on non-septic stays"),
-    )
-    for name, handler, help_text in specs:
-        parser = eval_subparsers.add_parser(name, help=help_text)
-        parser.add_argument("--data", type=Path, required=True, help="folder in the layout of ../shared/data/<set>")
-        parser.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
-        parser.add_argument("--weights-dir", type=Path, default=None, help="checkpoints (default: shipped)")
-        if name == "af":
-            parser.add_argument("--mitdb", type=Path, default=None, help="also score an MIT-BIH folder per interval")
-        parser.set_defaults(func=handler)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib
-import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -123,33 +120,9 @@ def run(name: str, data: Path | None, weights_dir: Path, quick: bool) -> dict:
     return meta
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", choices=sorted(MODEL_MODULES), help="which model to train")
-    parser.add_argument("--data", type=Path, default=None, help="data root (default ../shared/data)")
-    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where to write the checkpoint")
-    parser.add_argument("--quick", action="store_true", help="tiny subset, one epoch: proves the command runs")
+if __name__ == "__main__":  # `python -m models.train NAME` (the cards' reproduce line) is `vitalstream train NAME`
+    import sys
 
+    from streamer.cli.main import main
 
-def _handle(args: argparse.Namespace) -> int:
-    meta = run(args.name, args.data, args.weights_dir, args.quick)
-    test = {k: v for k, v in meta["metrics"]["test"].items() if not isinstance(v, dict) or "value" in v}
-    print(f"{args.name} {meta['version']}: {json.dumps(test, sort_keys=True)}")
-    return 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train a model on ../shared/data and write its checkpoint")
-    add_arguments(parser)
-    parser.set_defaults(func=_handle)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return _handle(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from models import checkpoint
-from models.predictor import StepRequest, StepResult
+from streamer.inference.predictor import StepRequest, StepResult
 
 _NO_STATE = np.zeros((1, 1), dtype=np.float32)  # trees have no hidden state; the adapter keeps lags
 

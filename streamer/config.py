@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def recordings_dir() -> Path:
+    """The folder of real PhysioNet recordings: ``$VITALS_RECORDINGS_DIR``, else ``../shared/data`` beside the repo.
+
+    Distinct from ``Settings.data_dir`` (``VITALS_DATA_DIR``), where a worker keeps its own files.
+    """
+    env = os.environ.get("VITALS_RECORDINGS_DIR")
+    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data").resolve()
 
 
 class Settings(BaseSettings):

@@ -2,13 +2,12 @@
 
 Units are in the field names (UCUM in the descriptions); LOINC codes are given where one exists.
 Inside the pipeline we pass numpy arrays and frozen dataclasses; these classes live only at the edges.
-``python -m streamer.contracts`` writes the JSON Schema files in ``schemas/``.
+``vitalstream schemas`` (``make schemas``) writes the JSON Schema files in ``schemas/``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -303,9 +302,3 @@ def write_schemas(directory: Path) -> list[Path]:
         path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
         written.append(path)
     return written
-
-
-if __name__ == "__main__":  # pragma: no cover - a developer tool
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "schemas"
-    for p in write_schemas(target):
-        print(p)

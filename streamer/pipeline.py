@@ -14,12 +14,13 @@ from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Settings
-from .contracts import Alert, AlertAck, FeatureRecord, ScoreRecord
-from .ingest import Message, SeqStatus, SeqTracker
-from .policy import AlertPolicy
-from .records import FeatureWindow, TechnicalEvent
-from .signals import DeviceSignalProcessor, StageOutput
+from streamer.alerts.policy import AlertPolicy
+from streamer.config import Settings
+from streamer.contracts import Alert, AlertAck, FeatureRecord, ScoreRecord
+from streamer.ingest.dedup import SeqStatus, SeqTracker
+from streamer.ingest.validation import Message
+from streamer.records import FeatureWindow, TechnicalEvent
+from streamer.signals.device import DeviceSignalProcessor, StageOutput
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from streamer.config import recordings_dir
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("VITALS_DATA_DIR", REPO_ROOT.parent / "shared" / "data")).resolve()
+DATA_DIR = recordings_dir()
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():
-        pytest.fail(f"real data not found at {DATA_DIR} (set VITALS_DATA_DIR)")
+        pytest.fail(f"real data not found at {DATA_DIR} (set VITALS_RECORDINGS_DIR)")
     return DATA_DIR
 
 
@@ -30,9 +32,10 @@ def kafka_bootstrap() -> Iterator[str]:
     if existing:
         yield existing
         return
-    from streamer.devkafka import LocalKafka, _pid, down, up
+    from streamer.kafka.devbroker import LocalKafka, _pid, down, up
 
-    kafka = LocalKafka(name="test", port=19092, controller_port=19093)
+    port = int(os.environ.get("VITALS_TEST_KAFKA_PORT", "19092"))  # another port per clone running tests at once
+    kafka = LocalKafka(name=f"test-{port}", port=port, controller_port=port + 1)
     was_running = _pid(kafka) is not None
     bootstrap = up(kafka)
     yield bootstrap
@@ -82,7 +85,7 @@ class WorkerProcess:
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamer.cli", "worker"],
+            [sys.executable, "-m", "streamer.cli.main", "worker"],
             cwd=REPO_ROOT,
             env=settings_env(settings),
             stdout=self._log,

@@ -1,0 +1,33 @@
+"""``vitalstream golden check|update``: the golden sessions in tests/data/golden."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from streamer.offline.golden import GOLDENS, REPO, cut, expected_path, session_path, summarize
+
+    wanted = [g for g in GOLDENS if not args.only or g.name in args.only]
+    failed = 0
+    for g in wanted:
+        if args.action == "update":
+            if args.rebuild or not session_path(g).exists():
+                cut(g)
+            expected_path(g).write_text(json.dumps(summarize(g), indent=1) + "\n")
+            print(f"updated {expected_path(g).relative_to(REPO)}")
+            continue
+        got, want = summarize(g), json.loads(expected_path(g).read_text())
+        same = got["alerts"] == want["alerts"] and got["counts"] == want["counts"]
+        failed += not same
+        print(f"{'ok  ' if same else 'DIFF'} {g.name}: {len(got['alerts'])} alert transitions, {got['counts']}")
+    return 1 if failed else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("golden", help="check or update the golden sessions in tests/data/golden")
+    p.add_argument("action", choices=["check", "update"])
+    p.add_argument("--rebuild", action="store_true", help="with update: cut the sessions again from ../shared/data")
+    p.add_argument("--only", action="append", help="only this golden (repeatable)")
+    p.set_defaults(func=_cmd)

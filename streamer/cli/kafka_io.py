@@ -1,0 +1,103 @@
+"""``vitalstream worker``, ``produce``, ``tail`` and ``topics``: the commands that move records through Kafka."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+TOPIC_SHORT_NAMES = ("dlq", "telemetry", "valid", "features", "scores", "alerts", "ack")
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from streamer.config import Settings
+    from streamer.kafka.app import run_worker
+
+    return run_worker(Settings(), loglevel="debug" if args.verbose else "info")
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from streamer.config import Settings
+    from streamer.kafka.clients import iter_json_lines, produce_lines
+    from streamer.kafka.topics import ensure_topics
+
+    settings = Settings()
+    ensure_topics(settings)
+    topic = args.topic or settings.topics.telemetry
+    if args.file in (None, "-"):
+        sent = produce_lines(settings, iter_json_lines(sys.stdin.buffer), topic)
+    else:
+        with Path(args.file).open("rb") as fh:
+            sent = produce_lines(settings, iter_json_lines(fh), topic)
+    print(f"sent {sent} messages to {topic}")
+    return 0
+
+
+def _topic_name(settings, short: str) -> str:  # type: ignore[no-untyped-def]
+    names = settings.topics
+    return {
+        "dlq": names.dlq,
+        "telemetry": names.telemetry,
+        "valid": names.telemetry_valid,
+        "features": names.features,
+        "scores": names.scores,
+        "alerts": names.alerts,
+        "ack": names.alerts_ack,
+    }.get(short, short)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from streamer.config import Settings
+    from streamer.kafka.clients import consume
+
+    settings = Settings()
+    idle = args.idle_timeout if args.idle_timeout > 0 else None
+    records = consume(
+        settings,
+        [_topic_name(settings, args.topic)],
+        from_beginning=args.from_beginning,
+        idle_timeout_s=idle,
+        max_messages=args.max_messages,
+    )
+    for record in records:
+        value = record.value.decode("utf-8", "replace") if record.value is not None else "null"
+        if args.json:
+            key = record.key.decode("utf-8", "replace") if record.key else None
+            row = {"topic": record.topic, "partition": record.partition, "offset": record.offset, "key": key}
+            print(json.dumps({**row, "value": value}), flush=True)
+        else:
+            print(f"{record.topic}[{record.partition}]@{record.offset} {value}", flush=True)
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from streamer.config import Settings
+    from streamer.kafka.topics import ensure_topics
+
+    settings = Settings()
+    created = ensure_topics(settings)
+    for name in settings.topics.all():
+        print(f"{name}{'  (created)' if name in created else ''}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("worker", help="run the Faust worker (all agents)")
+    p.set_defaults(func=_worker)
+
+    p = subparsers.add_parser("produce", help="send JSON lines (a file or stdin) to the telemetry topic")
+    p.add_argument("file", nargs="?", help="JSON lines file; '-' or nothing for stdin")
+    p.add_argument("--topic", help="default: the telemetry topic")
+    p.set_defaults(func=_produce)
+
+    p = subparsers.add_parser("tail", help="print a topic: " + ", ".join(TOPIC_SHORT_NAMES))
+    p.add_argument("topic", help="a short name above or a full topic name")
+    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object per record")
+    p.add_argument("--max-messages", type=int, default=None)
+    p.add_argument("--idle-timeout", type=float, default=0.0, help="stop after this many idle seconds (0: never)")
+    p.set_defaults(func=_tail)
+
+    p = subparsers.add_parser("topics", help="create the pipeline's topics (idempotent) and list them")
+    p.set_defaults(func=_topics)

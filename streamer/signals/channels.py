@@ -1,0 +1,308 @@
+"""One signal of one device (ECG, PPG, resp or accelerometer magnitude): samples in, closed windows out.
+
+A channel owns the :class:`~streamer.signals.windows.SampleStream` (order, duplicates, gaps), ring buffers of raw and
+filtered samples, the causal filter, the streaming beat detector and the window schedule. A window closes once
+the sample clock has passed its end plus a fixed lag (time for the beat detector to decide the beats in it),
+and only beats decided by then count, so any chunking of a recording closes identical windows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from streamer.config import Settings
+from streamer.features.extract import (
+    activity_g,
+    breath_onsets,
+    finite_or_none,
+    resp_rate_from_beats,
+    resp_rate_from_signal,
+    rr_features,
+)
+from streamer.records import FeatureWindow
+from streamer.signals.ecg_beats import EcgBeatDetector
+from streamer.signals.filters import CausalFilter
+from streamer.signals.ppg_beats import PpgBeatDetector
+from streamer.signals.quality import breath_regularity_score, template_score, window_quality
+from streamer.signals.windows import Reset, RingBuffer, SampleClock, Samples, SampleStream, WindowSchedule
+
+log = logging.getLogger(__name__)
+ActivityLookup = Callable[[float, float], float | None]
+_LAG_S = {"ecg": 1.0, "ppg": 1.0, "resp": 0.0, "motion": 0.0}
+_FILTERS = {"ecg": ("ecg", "standard"), "ppg": ("ppg", "elgendi"), "resp": ("resp", "standard")}
+_MOTION_HIGH_G = 0.1
+_RATE_NAME = {"ecg": "heart_rate_bpm", "ppg": "pulse_rate_bpm"}
+
+
+def _window_s(signal: str, s: Settings) -> tuple[float, float]:
+    return {
+        "ecg": (s.ecg_window_s, s.ecg_hop_s),
+        "ppg": (s.ppg_window_s, s.ppg_hop_s),
+        "resp": (s.resp_window_s, s.resp_hop_s),
+        "motion": (s.ppg_window_s, s.ppg_hop_s),
+    }[signal]
+
+
+class Channel(SampleClock):
+    """Samples, filters, beats and windows of one signal of one device."""
+
+    def __init__(self, signal: str, fs_hz: float, settings: Settings) -> None:
+        self.signal, self.fs_hz = signal, float(fs_hz)
+        window_s, hop_s = _window_s(signal, settings)
+        self.stream = SampleStream(fs_hz, settings.late_grace_ms)
+        self.schedule = WindowSchedule(round(window_s * 1000), round(hop_s * 1000))
+        self.resp_window_ms = settings.resp_window_s * 1000.0
+        self.sqi_threshold = settings.sqi_threshold
+        self.lag = round(_LAG_S[signal] * fs_hz)
+        self.rr_beats = settings.rr_window_beats
+        # Samples: one window plus the close lag and a 5 s chunk; beats: long enough for PPG respiration.
+        self.keep = round((window_s + 8.0) * fs_hz)
+        self.beat_keep = round((max(window_s, settings.resp_window_s) + 12.0) * fs_hz)
+        self._new_segment()
+
+    def _new_segment(self) -> None:
+        self.origin_ms: float | None = None
+        self.n = 0
+        self.raw, self.filt = RingBuffer(self.keep), RingBuffer(self.keep)
+        kind = _FILTERS.get(self.signal)
+        self.filter = CausalFilter.design(kind[0], self.fs_hz, kind[1]) if kind else None
+        detectors: dict[str, type[EcgBeatDetector] | type[PpgBeatDetector]] = {
+            "ecg": EcgBeatDetector,
+            "ppg": PpgBeatDetector,
+        }
+        detector = detectors.get(self.signal)
+        self.detector: EcgBeatDetector | PpgBeatDetector | None = detector(self.fs_hz) if detector else None
+        self.beats: list[list[float]] = []  # [index, decided_at, amplitude, baseline]
+        self.interp: list[list[int]] = []  # [start, end) of bridged samples
+        self.beat_count = 0
+        self.rr_due: list[list[int]] = []  # [first beat, last beat, decided_at] of RR windows to close
+        self.schedule.next_start_ms = None
+
+    # -- time ---------------------------------------------------------------------------------------
+    # -- input --------------------------------------------------------------------------------------
+    def push(self, ts_ms: int, seq: int, values: np.ndarray, activity: ActivityLookup) -> list[FeatureWindow]:
+        return self._apply(self.stream.push(ts_ms, seq, values), activity)
+
+    def release(self, activity: ActivityLookup) -> list[FeatureWindow]:
+        """Stop waiting for late chunks (wall clock past the grace)."""
+        return self._apply(self.stream.release(), activity)
+
+    def end_segment(self, activity: ActivityLookup) -> list[FeatureWindow]:
+        """Close what can be closed (end of data or a long gap); the next chunk starts afresh."""
+        closed = self.release(activity)
+        if self.origin_ms is not None:
+            self._flush_detector()
+            closed += self._close(activity, final=True)
+        self._new_segment()
+        self.stream.origin_ms, self.stream.n = None, 0
+        return closed
+
+    def _apply(self, events: list[Samples | Reset], activity: ActivityLookup) -> list[FeatureWindow]:
+        closed: list[FeatureWindow] = []
+        for ev in events:
+            if isinstance(ev, Reset):
+                log.warning(
+                    "%s: %.1f s gap (over the 1 s bridge limit); filters and buffers reset",
+                    self.signal,
+                    ev.gap_ms / 1000.0,
+                )
+                self._flush_detector()
+                closed += self._close(activity, final=True, partial=False)  # none straddles the hole
+                self._new_segment()
+                continue
+            self._ingest(ev)
+            closed += self._close(activity, final=False)
+        return closed
+
+    def _flush_detector(self) -> None:
+        if self.origin_ms is not None and self.detector is not None:
+            for peak, decided in zip(*self.detector.flush_timed(), strict=True):
+                self._add_beat(int(peak), int(decided))
+
+    def _ingest(self, ev: Samples) -> None:
+        if self.origin_ms is None:
+            self.origin_ms = ev.origin_ms
+            self.schedule.next_start_ms = self.schedule.first_start(self.origin_ms)
+        self.raw.append(ev.values)
+        self.filt.append(self.filter.process(ev.values) if self.filter else ev.values)
+        if ev.n_interpolated:
+            self.interp.append([ev.start, ev.start + ev.n_interpolated])
+        self.n = ev.start + len(ev.values)
+        if self.detector is not None:
+            for peak, decided in zip(*self.detector.update_timed(ev.values), strict=True):
+                self._add_beat(int(peak), int(decided))
+        oldest = self.n - self.beat_keep
+        self.beats = [b for b in self.beats if b[0] >= oldest]
+        self.interp = [g for g in self.interp if g[1] > oldest]
+
+    def _add_beat(self, peak: int, decided: int) -> None:
+        amplitude = baseline = 0.0
+        if self.signal == "ppg":  # pulse amplitude and mid-level, for respiratory modulation
+            prev = int(self.beats[-1][0]) if self.beats else peak - round(self.fs_hz)
+            top = self.raw.get(peak - round(0.1 * self.fs_hz), peak + round(0.1 * self.fs_hz) + 1)
+            foot = self.raw.get(max(prev, peak - round(0.6 * self.fs_hz)), peak + 1)
+            if len(top) and len(foot):
+                amplitude = float(np.max(top) - np.min(foot))
+                baseline = float(np.max(top) + np.min(foot)) / 2.0
+        self.beats.append([peak, decided, amplitude, baseline])
+        self.beat_count += 1
+        if self.beat_count % self.rr_beats == 0:  # RR windows: every ``rr_window_beats`` beats
+            first = int(self.beats[max(0, len(self.beats) - self.rr_beats)][0])
+            self.rr_due.append([first, peak, decided])
+
+    # -- windows ------------------------------------------------------------------------------------
+    def _close(self, activity: ActivityLookup, final: bool, partial: bool = True) -> list[FeatureWindow]:
+        """Windows due; at the end of data (``final``) also the last, partly filled one if ``partial``."""
+        if self.origin_ms is None:
+            return []
+        due = self.schedule.due(self.time_of(self.n if final else self.n - self.lag))
+        if final and partial:
+            due += self.schedule.partial(self.origin_ms, self.time_of(self.n))
+        rr_windows = [self._rr_window(d[0], d[1], d[2], activity) for d in self.rr_due]
+        self.rr_due = []
+        return [self._window(s, e, activity, final) for s, e in due] + rr_windows
+
+    def _bridged_s(self, a: int, b: int) -> float:
+        """Seconds of samples in [a, b) that were bridged over a short gap."""
+        return sum(max(0, min(g[1], b) - max(g[0], a)) for g in self.interp) / self.fs_hz
+
+    def _rr_window(self, first: int, last: int, decided: int, activity: ActivityLookup) -> FeatureWindow:
+        """The last ``rr_window_beats`` beats (and the interval into the first), for the AF model."""
+        rows = [b for b in self.beats if first <= b[0] <= last]
+        idx = np.array([b[0] for b in self.beats if b[0] < first][-1:] + [b[0] for b in rows], dtype=np.int64)
+        # Only samples every chunking still holds when the last beat is decided.
+        lo = max(first - round(0.5 * self.fs_hz), decided - self.keep // 2)
+        start_ms, end_ms = round(self.time_of(first)), round(self.time_of(last))
+        q, _ = window_quality(self.raw.get(lo, decided), self.fs_hz, None, activity(start_ms, end_ms))
+        beats = np.array([b[0] for b in rows], dtype=np.int64)
+        q = min(q, template_score(self.filt.get(lo, decided), beats[beats >= lo] - lo, self.fs_hz))
+        usable = q >= self.sqi_threshold
+        rr_ms = np.diff(idx) * 1000.0 / self.fs_hz
+        feats = rr_features(rr_ms, len(rows), _RATE_NAME[self.signal])
+        if not usable:
+            feats = {k: (v if k == "n_beats" else None) for k, v in feats.items()}
+        feats["source_ecg"] = float(self.signal == "ecg")
+        feats["gap_s"] = self._bridged_s(first, last)
+        rr = tuple(float(v) for v in rr_ms) if usable else ()
+        record = self._record(start_ms, end_ms, q, usable, feats, rr)
+        return replace(record, signal="rr")
+
+    def _window(self, start_ms: int, end_ms: int, activity: ActivityLookup, final: bool) -> FeatureWindow:
+        a, b = self.index_at(start_ms), self.index_at(end_ms)
+        raw, filt = self.raw.get(a, b), self.filt.get(a, b)
+        motion = activity(start_ms, end_ms)
+        gap_s = self._bridged_s(a, b)
+        if self.signal == "motion":
+            level = activity_g(raw, np.zeros_like(raw), np.zeros_like(raw))
+            feats = {
+                "activity_g": level,
+                "motion_high": None if level is None else float(level > _MOTION_HIGH_G),
+            }
+            return self._record(start_ms, end_ms, None, True, feats)
+        if self.signal == "resp":
+            # Clipping is tolerated (a saturated signal still crosses its mean once per breath); an irregular
+            # breath rhythm is not.
+            q, _ = window_quality(raw, self.fs_hz, None, motion, flat_run_s=2.0, clip_tolerance=1.0)
+            q = min(q, breath_regularity_score(breath_onsets(filt, self.fs_hz), self.fs_hz))
+            usable = q >= self.sqi_threshold
+            rate = resp_rate_from_signal(filt, self.fs_hz) if usable else None
+            return self._record(start_ms, end_ms, q, usable, {"resp_rate_bpm": rate, "gap_s": gap_s})
+        return self._beat_window(start_ms, end_ms, (a, b), raw, filt, motion, gap_s, final)
+
+    def _beat_window(
+        self,
+        start_ms: int,
+        end_ms: int,
+        span: tuple[int, int],
+        raw: np.ndarray,
+        filt: np.ndarray,
+        motion: float | None,
+        gap_s: float,
+        final: bool,
+    ) -> FeatureWindow:
+        a, b = span
+        horizon = math.inf if final else b + self.lag
+        known = [bt for bt in self.beats if bt[1] <= horizon]
+        idx = np.array([bt[0] for bt in known], dtype=np.int64)
+        inside = (idx >= a) & (idx < b)
+        first = int(np.argmax(inside)) if inside.any() else len(idx)
+        with_prev = idx[max(first - 1, 0) : first + int(inside.sum())]
+        rr_ms = np.diff(with_prev) * 1000.0 / self.fs_hz
+        q, _ = window_quality(raw, self.fs_hz, None, motion)
+        q = min(q, template_score(filt, idx[inside] - a, self.fs_hz))  # filtered: no baseline wander
+        usable = q >= self.sqi_threshold
+        feats = rr_features(rr_ms, int(inside.sum()), _RATE_NAME[self.signal])
+        if self.signal == "ppg":
+            feats["resp_rate_bpm_ppg"] = self._ppg_resp_rate(known, end_ms)
+        if not usable:
+            feats = {k: (v if k == "n_beats" else None) for k, v in feats.items()}
+        feats["gap_s"] = gap_s
+        rr = tuple(float(v) for v in rr_ms) if usable else ()
+        return self._record(start_ms, end_ms, q, usable, feats, rr)
+
+    def _ppg_resp_rate(self, known: list[list[float]], end_ms: int) -> float | None:
+        lo = self.index_at(end_ms - self.resp_window_ms)
+        hi = self.index_at(end_ms)
+        rows = np.array([bt for bt in known if lo <= bt[0] < hi]).reshape(-1, 4)
+        rate, _ = resp_rate_from_beats(rows[:, 0] / self.fs_hz, rows[:, 2], rows[:, 3])
+        return rate
+
+    def _record(
+        self,
+        start_ms: int,
+        end_ms: int,
+        q: float | None,
+        usable: bool,
+        feats: dict[str, float | None],
+        rr_ms: tuple[float, ...] = (),
+    ) -> FeatureWindow:
+        clean = {k: finite_or_none(v) for k, v in feats.items()}
+        return FeatureWindow("", self.signal, int(start_ms), int(end_ms), q, usable, clean, rr_ms)
+
+    def activity_between(self, start_ms: float, end_ms: float) -> float | None:
+        if self.origin_ms is None:
+            return None
+        seg = self.raw.get(self.index_at(start_ms), self.index_at(end_ms))
+        return float(np.std(seg)) if len(seg) >= 2 else None
+
+    # -- state --------------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        det = self.detector.to_state() if self.detector is not None else None
+        return {
+            "signal": self.signal,
+            "fs_hz": self.fs_hz,
+            "stream": self.stream.to_state(),
+            "schedule": self.schedule.to_state(),
+            "origin_ms": self.origin_ms,
+            "n": self.n,
+            "raw": self.raw.to_state(),
+            "filt": self.filt.to_state(),
+            "filter": self.filter.to_state() if self.filter else None,
+            "detector": det,
+            "beats": [list(b) for b in self.beats],
+            "interp": [list(g) for g in self.interp],
+            "beat_count": self.beat_count,
+            "rr_due": [list(d) for d in self.rr_due],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], settings: Settings) -> Channel:
+        self = cls(state["signal"], state["fs_hz"], settings)
+        self.stream = SampleStream.from_state(state["stream"])
+        self.schedule = WindowSchedule.from_state(state["schedule"])
+        self.origin_ms, self.n = state["origin_ms"], state["n"]
+        self.raw, self.filt = RingBuffer.from_state(state["raw"]), RingBuffer.from_state(state["filt"])
+        self.filter = CausalFilter.from_state(state["filter"]) if state["filter"] else None
+        if state["detector"] is not None:
+            cls_ = EcgBeatDetector if self.signal == "ecg" else PpgBeatDetector
+            self.detector = cls_.from_state(state["detector"])
+        self.beats = [list(b) for b in state["beats"]]
+        self.interp = [list(g) for g in state["interp"]]
+        self.beat_count, self.rr_due = state["beat_count"], [list(d) for d in state["rr_due"]]
+        return self

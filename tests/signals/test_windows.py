@@ -1,0 +1,174 @@
+"""Event-time plumbing: ordering, late and duplicate chunks, gaps, window grid, numerics, silence, quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamer.config import Settings, recordings_dir
+from streamer.contracts import VitalsMessage, WaveformMessage
+from streamer.evaluation.signals import EPOCH_MS, load_bidmc
+from streamer.signals.device import DeviceSignalProcessor
+from streamer.signals.windows import Reset, Samples, SampleStream, TumblingNumerics, WindowSchedule
+
+pytestmark = pytest.mark.unit
+FS = 125.0
+
+
+def _chunks(x: np.ndarray, size: int, t0: int = EPOCH_MS) -> list[tuple[int, int, np.ndarray]]:
+    return [(t0 + round(i * 1000 / FS), k, x[i : i + size]) for k, i in enumerate(range(0, len(x), size))]
+
+
+def _emitted(events: list) -> np.ndarray:
+    return np.concatenate([e.values for e in events if isinstance(e, Samples)] or [np.zeros(0)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(order=st.permutations(range(8)), dup=st.lists(st.integers(0, 7), max_size=4))
+def test_late_and_duplicate_chunks_within_grace_are_put_in_order(order, dup) -> None:
+    x = np.random.default_rng(0).normal(size=8 * 125)
+    chunks = _chunks(x, 125)
+    stream = SampleStream(FS, late_grace_ms=10_000)
+    events = []
+    for k in list(order) + list(dup):  # every chunk once, then some again
+        events += stream.push(*chunks[k])
+    events += stream.release()
+    starts = [e.start for e in events if isinstance(e, Samples)]
+    assert np.array_equal(_emitted(events), x)
+    assert starts == sorted(starts)
+    assert stream.counts["duplicates"] == len(dup)
+    assert stream.counts["gaps_bridged"] == stream.counts["resets"] == 0
+
+
+def test_same_samples_under_a_new_seq_are_dropped() -> None:
+    x = np.arange(500.0)
+    stream = SampleStream(FS, late_grace_ms=2000)
+    (ts, _, first), (ts2, _, second) = _chunks(x, 250)
+    out = stream.push(ts, 1, first) + stream.push(ts, 7, first) + stream.push(ts2, 8, second)
+    assert np.array_equal(_emitted(out), x)
+    assert stream.counts["duplicates"] == 1
+
+
+def test_short_gap_is_bridged_and_long_gap_resets() -> None:
+    x = np.arange(1000.0)
+    stream = SampleStream(FS, late_grace_ms=0)
+    chunks = _chunks(x, 125)
+    out = stream.push(*chunks[0]) + stream.push(*chunks[1])
+    out += stream.push(chunks[2][0] + 400, 3, chunks[2][2])  # 0.4 s (50 samples) later than expected
+    bridged = [e for e in out if isinstance(e, Samples) and e.n_interpolated]
+    assert len(bridged) == 1 and bridged[0].n_interpolated == 50
+    ramp = bridged[0].values[:50]
+    assert np.all(np.diff(ramp) > 0) and ramp[0] > x[249] and ramp[-1] < chunks[2][2][0]
+    out = stream.push(chunks[2][0] + 5000, 4, chunks[3][2])  # 4.6 s hole: never interpolated
+    assert isinstance(out[0], Reset) and out[0].gap_ms > 1000
+    assert out[1].start == 0 and stream.counts["resets"] == 1
+
+
+def test_hole_waits_for_late_chunk_until_grace_then_bridges() -> None:
+    x = np.arange(750.0)
+    chunks = _chunks(x, 125)
+    stream = SampleStream(FS, late_grace_ms=2000)
+    out = stream.push(*chunks[0]) + stream.push(*chunks[2]) + stream.push(*chunks[3])
+    assert len(_emitted(out)) == 125  # chunk 1 missing: 2 and 3 are held
+    out = stream.push(*chunks[1])  # arrives late, within the grace
+    assert np.array_equal(_emitted(out), x[125:500])
+    out = stream.push(*chunks[5])  # chunk 4 never comes: released once newer data pass the grace
+    assert len(_emitted(out)) == 0
+    out = stream.release()
+    assert len(_emitted(out)) == 250 and stream.counts["gaps_bridged"] == 1
+
+
+def test_window_grid_is_epoch_aligned() -> None:
+    sched = WindowSchedule(window_ms=8000, hop_ms=2000)
+    sched.next_start_ms = sched.first_start(EPOCH_MS + 1234.0)
+    assert sched.next_start_ms == EPOCH_MS + 2000
+    assert sched.due(EPOCH_MS + 13_999) == [
+        (EPOCH_MS + 2000, EPOCH_MS + 10_000),
+        (EPOCH_MS + 4000, EPOCH_MS + 12_000),
+    ]
+
+
+def test_numerics_tumble_per_minute_and_accept_late_within_grace() -> None:
+    win = TumblingNumerics(60_000, late_grace_ms=2000)
+    t0 = EPOCH_MS - EPOCH_MS % 60_000
+    assert win.add(t0 + 1000, {"heart_rate_bpm": 70}) == []
+    assert win.add(t0 + 61_000, {"heart_rate_bpm": 90}) == []
+    assert win.add(t0 + 59_000, {"heart_rate_bpm": 72}) == []  # late, within grace
+    closed = win.add(t0 + 62_500, {"heart_rate_bpm": 91})
+    assert [(s, [r["heart_rate_bpm"] for r in rows]) for s, rows in closed] == [(t0, [70, 72])]
+    assert win.add(t0 + 30_000, {"heart_rate_bpm": 1}) == []  # too late: its window is gone
+    assert [s for s, _ in win.close_all()] == [t0 + 60_000]
+
+
+def test_numerics_window_features() -> None:
+    proc = DeviceSignalProcessor("d1", Settings())
+    t0 = EPOCH_MS - EPOCH_MS % 60_000
+    for k, hr in enumerate([60.0, 80.0, 70.0]):
+        proc.on_message(VitalsMessage(device_id="d1", ts_ms=t0 + k * 10_000, seq=k, heart_rate_bpm=hr))
+    proc.on_message(VitalsMessage(device_id="d1", ts_ms=t0 + 30_000, seq=3, spo2_pct=95, consciousness="V"))
+    (w,) = proc.flush().windows
+    assert w.signal == "numerics" and w.window_end_ms - w.window_start_ms == 60_000
+    f = w.features
+    assert (f["heart_rate_bpm"], f["heart_rate_bpm_min"], f["heart_rate_bpm_max"]) == (70.0, 60.0, 80.0)
+    assert f["spo2_pct"] == 95.0 and f["consciousness_code"] == 2.0 and f["temp_c"] is None
+
+
+def _ppg_messages(x: np.ndarray, t0: int = EPOCH_MS) -> list[WaveformMessage]:
+    return [
+        WaveformMessage(device_id="d1", ts_ms=ts, seq=k, signal="ppg", fs_hz=FS, samples=list(c))
+        for ts, k, c in _chunks(x, 125, t0)
+    ]
+
+
+def test_device_silent_once_then_cleared_by_data() -> None:
+    cfg = Settings(silence_timeout_s=30)
+    proc = DeviceSignalProcessor("d1", cfg)
+    msgs = _ppg_messages(np.sin(np.arange(20 * 125) / 10.0))
+    for m in msgs:
+        proc.on_message(m, ingest_ts_ms=m.ts_ms + 100)
+    last = msgs[-1].ts_ms + 100
+    assert proc.on_tick(last + 29_000).events == ()
+    silent = proc.on_tick(last + 30_000)
+    assert [(e.condition, e.active) for e in silent.events] == [("DEVICE_SILENT", True)]
+    assert len(silent.windows) >= 1  # the quiet device's last window still closes
+    assert proc.on_tick(last + 90_000).events == ()  # once only
+    back = proc.on_message(_ppg_messages(np.zeros(125), last + 95_000)[0], ingest_ts_ms=last + 95_100)
+    assert [(e.condition, e.active) for e in back.events] == [("DEVICE_SILENT", False)]
+
+
+def test_low_signal_quality_turns_on_and_off_on_transitions_only() -> None:
+    ppg = load_bidmc(recordings_dir() / "bidmc", "bidmc_03")["ppg"][: 60 * 125].copy()
+    ppg[20 * 125 : 36 * 125] = ppg[20 * 125]  # sensor stuck for 16 s: flat line
+    proc = DeviceSignalProcessor("d1", Settings())
+    outs = [proc.on_message(m) for m in _ppg_messages(ppg)] + [proc.flush()]
+    events = [e for o in outs for e in o.events]
+    windows = [w for o in outs for w in o.windows]
+    assert [(e.condition, e.active) for e in events] == [
+        ("LOW_SIGNAL_QUALITY", True),
+        ("LOW_SIGNAL_QUALITY", False),
+    ]
+    on, off = events
+    assert EPOCH_MS + 20_000 < on.ts_ms <= EPOCH_MS + 30_000 and off.ts_ms > EPOCH_MS + 36_000
+    bad = [w for w in windows if not w.usable]
+    assert bad and all(w.features["pulse_rate_bpm"] is None and w.rr_ms == () for w in bad)
+
+
+def test_numerics_window_closes_on_the_wall_clock_when_no_later_data_come() -> None:
+    proc = DeviceSignalProcessor("d1", Settings(late_grace_ms=2000, silence_timeout_s=600))
+    t0 = EPOCH_MS - EPOCH_MS % 60_000
+    offset_ms = 700  # the broker sees each message 0.7 s after the device stamped it
+    proc.on_message(VitalsMessage(device_id="d1", ts_ms=t0 + 5000, seq=0, spo2_pct=97), t0 + 5000 + offset_ms)
+    assert proc.on_tick(t0 + 60_000 + 2000 + offset_ms - 1).windows == ()
+    (w,) = proc.on_tick(t0 + 60_000 + 2000 + offset_ms).windows
+    assert (w.signal, w.window_start_ms, w.features["spo2_pct"]) == ("numerics", t0, 97.0)
+
+
+def test_a_device_restarting_its_seq_counter_is_not_dropped() -> None:
+    x = np.arange(1000.0)
+    chunks = _chunks(x, 250)
+    stream = SampleStream(FS, late_grace_ms=0)
+    out = stream.push(chunks[0][0], 0, chunks[0][2]) + stream.push(chunks[1][0], 1, chunks[1][2])
+    out += stream.push(chunks[2][0], 0, chunks[2][2]) + stream.push(chunks[3][0], 1, chunks[3][2])
+    assert np.array_equal(_emitted(out), x) and stream.counts["duplicates"] == 0

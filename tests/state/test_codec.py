@@ -1,0 +1,81 @@
+"""The device-state codec: exact round trips, versioning, and a real device that continues bit-identically."""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamer.config import Settings, recordings_dir
+from streamer.contracts import WaveformMessage
+from streamer.evaluation.signals import EPOCH_MS, load_bidmc
+from streamer.signals.device import DeviceSignalProcessor
+from streamer.state import StateCodecError, decode_state, encode_state
+
+pytestmark = pytest.mark.unit
+
+floats = st.floats(allow_nan=False, width=64)
+leaves = st.none() | st.booleans() | st.integers(-(2**62), 2**62) | floats | st.text(max_size=8)
+trees = st.recursive(
+    leaves | st.lists(floats, min_size=8, max_size=40),
+    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=6), kids, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(tree=trees)
+def test_any_json_tree_round_trips_exactly(tree) -> None:
+    assert decode_state(encode_state(tree)) == json.loads(json.dumps(tree))
+
+
+def test_float_buffers_keep_every_bit_and_come_back_as_arrays_on_request() -> None:
+    values = [0.1, -0.0, 1e-308, 5e-324, math.pi, -1e300, 2.5, 7.0, float("inf")]
+    back = decode_state(encode_state({"x": values}))["x"]
+    assert [v.hex() for v in back] == [v.hex() for v in values]
+    arr = decode_state(encode_state({"x": np.arange(10, dtype=np.int64)}), arrays=True)["x"]
+    assert arr.dtype == np.int64 and arr.tolist() == list(range(10))
+
+
+def test_foreign_or_future_bytes_are_refused_with_a_reason() -> None:
+    blob = encode_state({"a": 1})
+    with pytest.raises(StateCodecError, match="magic"):
+        decode_state(zlib.compress(b"{}"))
+    with pytest.raises(StateCodecError, match="version 9"):
+        decode_state(blob[:2] + bytes([9]) + blob[3:])
+    with pytest.raises(StateCodecError, match="corrupt"):
+        decode_state(blob[:6])
+
+
+def _chunks(seconds: int) -> list[WaveformMessage]:
+    rec = load_bidmc(recordings_dir() / "bidmc", "bidmc_03")
+    out = []
+    for signal in ("ecg", "ppg", "resp"):
+        x = rec[signal][: seconds * 125]
+        for k in range(seconds):
+            out.append((EPOCH_MS + k * 1000, signal, x[k * 125 : (k + 1) * 125]))
+    out.sort(key=lambda m: (m[0], m[1]))
+    return [
+        WaveformMessage(device_id="d1", ts_ms=ts, seq=i, signal=s, fs_hz=125.0, samples=[float(v) for v in x])
+        for i, (ts, s, x) in enumerate(out)
+    ]
+
+
+def test_a_restored_device_continues_bit_identically_and_its_state_is_no_larger_than_json() -> None:
+    msgs = _chunks(75)
+    cut = 130
+    first = DeviceSignalProcessor("d1", Settings())
+    head = [first.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[:cut]]
+    state = first.to_state()
+    blob = encode_state(state)
+    restored = DeviceSignalProcessor.from_state(decode_state(blob), Settings())
+    tail = [restored.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[cut:]] + [restored.flush()]
+    whole = DeviceSignalProcessor("d1", Settings())
+    expected = [whole.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs] + [whole.flush()]
+    assert head + tail == expected  # frozen dataclasses: every window, feature and event equal
+    assert decode_state(blob) == json.loads(json.dumps(state))
+    assert len(blob) < len(zlib.compress(json.dumps(state).encode(), 1))  # about 18% smaller on 3 waveforms
