@@ -30,7 +30,7 @@ MAGIC = b"VS"
 VERSION = 1
 MIN_BUFFER_LEN = 8  # shorter float lists stay in the JSON skeleton: not worth a reference
 _BUFFER_KEY = "$nd"
-_DTYPES = {"f8": np.dtype("<f8"), "i8": np.dtype("<i8"), "f4": np.dtype("<f4")}
+_DTYPES: dict[str, np.dtype[Any]] = {"f8": np.dtype("<f8"), "i8": np.dtype("<i8"), "f4": np.dtype("<f4")}
 
 
 class StateCodecError(ValueError):
