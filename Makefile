@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench clean
+.PHONY: help venv deps browser kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ deps: venv ## also check Java 17 and Maven and fetch the Kafka jars from Maven C
 	@command -v java >/dev/null && command -v mvn >/dev/null || bash .ci/install-java.sh
 	$(PY) -c 'from streamer.kafka.devbroker import LocalKafka, fetch_jars; fetch_jars(LocalKafka())'
 
+browser: ## headless Chromium and chromedriver from Debian's packages (for the ward-view browser test)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || bash .ci/install-browser.sh
+
 kafka-up: deps ## start the local single-node KRaft broker on 127.0.0.1:9092
 	$(VENV)/bin/vitalstream kafka up
 
@@ -33,13 +36,13 @@ kafka-down: ## stop the local broker
 kafka-status: ## is the local broker up?
 	$(VENV)/bin/vitalstream kafka status
 
-test: deps ## set everything up and run all tests (unit, agents, integration on the real broker)
+test: deps browser ## set everything up and run all tests (unit, agents, integration on the real broker, browser)
 	$(PY) -m pytest -q
 
 test-unit: venv ## only the tests that need no broker
 	$(PY) -m pytest -q -m "not integration"
 
-test-integration: deps ## only the tests on the real broker
+test-integration: deps browser ## only the tests on the real broker
 	$(PY) -m pytest -q -m integration
 
 lint: venv ## ruff and mypy
