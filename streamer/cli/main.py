@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "streamer.cli.train",
     "streamer.cli.schemas",
     "streamer.cli.export",
+    "streamer.cli.ward",
 ]
 
 
