@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps browser kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench clean
+.PHONY: help venv deps browser screenshots kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -66,6 +66,16 @@ bench: deps ## run the benchmarks under bench/ (results in bench/results/; sever
 	$(PY) bench/ingest.py
 	$(PY) bench/signals.py
 	$(PY) bench/inference.py
+
+screenshots: deps browser ## redraw docs/ward.png (browser test) and docs/report_*.png (MIT-BIH 203)
+	VITALS_WARD_SCREENSHOT=$(CURDIR)/docs/ward.png $(PY) -m pytest -q tests/ward/test_ward_browser.py
+	@mkdir -p var
+	$(VENV)/bin/vitalstream import wfdb ../shared/data/mitdb/203 -o var/mitdb203.jsonl.gz
+	$(VENV)/bin/vitalstream analyze var/mitdb203.jsonl.gz --json > var/mitdb203.analysis.json
+	$(VENV)/bin/vitalstream report var/mitdb203.jsonl.gz --analysis var/mitdb203.analysis.json -o var/mitdb203.html
+	cp var/mitdb203.png docs/report_mitdb203.png
+	chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,1100 \
+	  --virtual-time-budget=15000 --screenshot=$(CURDIR)/docs/report_interactive.png file://$(CURDIR)/var/mitdb203.html
 
 clean: kafka-down ## stop the broker, remove .venv, .kafka and var/
 	rm -rf $(VENV) .kafka var .pytest_cache .hypothesis

@@ -72,7 +72,8 @@ def _add_panel(fig: go.Figure, panel: Panel, row: int) -> None:
 def _add_alerts(fig: go.Figure, eps: list, row: int, last_ms: int) -> None:
     from streamer.evaluation.report_data import assign_lanes
 
-    lanes = assign_lanes(eps, last_ms)
+    first_ms = min(ep.start_ms for ep in eps)
+    lanes = assign_lanes(eps, last_ms, min_width_ms=0.13 * (last_ms - first_ms))  # room for a label at full zoom-out
     for lane, ep in zip(lanes, eps, strict=True):
         end = ep.end_ms if ep.end_ms is not None else last_ms
         x = _dt(np.array([ep.start_ms, end, end, ep.start_ms, ep.start_ms], float))
@@ -80,6 +81,9 @@ def _add_alerts(fig: go.Figure, eps: list, row: int, last_ms: int) -> None:
         fig.add_trace(go.Scatter(x=x, y=y, fill="toself", mode="lines", line={"width": 0},
                                  fillcolor=PRIORITY_COLOURS[ep.priority], name=f"{ep.condition} ({ep.priority})",
                                  hoverinfo="name", showlegend=False), row=row, col=1)  # fmt: skip
+        label = ep.condition + ("" if ep.end_ms is not None else " (open)")
+        fig.add_trace(go.Scatter(x=_dt(np.array([ep.start_ms], float)), y=[lane], mode="text", text=[label],
+                                 textposition="middle right", hoverinfo="skip", showlegend=False), row=row, col=1)  # fmt: skip
     fig.update_yaxes(autorange="reversed", showticklabels=False, row=row, col=1)
 
 

@@ -16,7 +16,7 @@ STRIP_S = 10.0
 BEFORE_S = 5.0  # the onset sits in the middle of its strip: what led up to it and what followed
 MM_PER_S, MM_PER_MV = 25.0, 10.0
 MM_PER_INCH = 25.4
-ECG_RANGE_MV = 4.0  # the strip's height in mV (40 mm): a normal QRS fits with room for the baseline
+ECG_RANGE_MV = (3.0, 6.0)  # strip height in mV (30-60 mm at 10 mm/mV): enough for the strip's own beats
 PPG_HEIGHT_PX = 90
 TITLE_PX = 22
 GAP_PX = 52  # the tick labels and x label under a strip
@@ -30,19 +30,23 @@ class Strip:
     t0_ms: float  # left edge
     signals: tuple[str, ...]
     note: str = ""  # why the alert was raised, shown beside the strip
+    ecg_range_mv: float = ECG_RANGE_MV[0]
 
 
 def plan_strips(
     msgs: list[dict[str, Any]], eps: list[Episode], notes: dict[str, str] | None = None
 ) -> tuple[list[Strip], int]:
     """The strips to draw (at most MAX_STRIPS, one per onset with waveform data) and how many onsets had data."""
-    waves = {s: waveform(msgs, s)[0] for s in signals_of(msgs) if s in STRIP_SIGNALS}
+    waves = {s: waveform(msgs, s)[:2] for s in signals_of(msgs) if s in STRIP_SIGNALS}
     strips = []
     for ep in eps:
         t0 = ep.start_ms - BEFORE_S * 1000
-        have = tuple(s for s, t in waves.items() if np.any((t >= t0) & (t < t0 + STRIP_S * 1000)))
+        inside = {s: (t >= t0) & (t < t0 + STRIP_S * 1000) for s, (t, _) in waves.items()}
+        have = tuple(s for s, keep in inside.items() if keep.any())
         if have:
-            strips.append(Strip(ep, t0, have, (notes or {}).get(ep.alert_id, "")))
+            ecg = waves["ecg"][1][inside["ecg"]] if "ecg" in have else np.zeros(1)
+            span = float(np.ceil(np.ptp(np.percentile(ecg, [0.5, 99.5])) + 1.0))  # + 0.5 mV above and below
+            strips.append(Strip(ep, t0, have, (notes or {}).get(ep.alert_id, ""), float(np.clip(span, *ECG_RANGE_MV))))
     return strips[:MAX_STRIPS], len(strips)
 
 
@@ -50,12 +54,12 @@ def strip_width_px(dpi: float) -> int:
     return round(STRIP_S * MM_PER_S / MM_PER_INCH * dpi)
 
 
-def ecg_height_px(dpi: float) -> int:
-    return round(ECG_RANGE_MV * MM_PER_MV / MM_PER_INCH * dpi)
+def ecg_height_px(range_mv: float, dpi: float) -> int:
+    return round(range_mv * MM_PER_MV / MM_PER_INCH * dpi)
 
 
 def strip_height_px(strip: Strip, dpi: float) -> int:
-    parts = {"ecg": ecg_height_px(dpi), "ppg": PPG_HEIGHT_PX}
+    parts = {"ecg": ecg_height_px(strip.ecg_range_mv, dpi), "ppg": PPG_HEIGHT_PX}
     return TITLE_PX + sum(parts[s] for s in strip.signals) + GAP_PX
 
 
@@ -65,7 +69,7 @@ def draw_strip(fig: Figure, strip: Strip, msgs: list[dict[str, Any]], top_px: fl
     y = top_px + TITLE_PX
     ep = strip.episode
     for i, signal in enumerate(strip.signals):
-        height = ecg_height_px(fig.dpi) if signal == "ecg" else PPG_HEIGHT_PX
+        height = ecg_height_px(strip.ecg_range_mv, fig.dpi) if signal == "ecg" else PPG_HEIGHT_PX
         ax = fig.add_axes((left_px / w_px, 1 - (y + height) / h_px, strip_width_px(fig.dpi) / w_px, height / h_px))
         _draw_signal(ax, signal, msgs, strip)
         if i == 0:
@@ -86,8 +90,9 @@ def _draw_signal(ax: Axes, signal: str, msgs: list[dict[str, Any]], strip: Strip
     t_s = (t_ms[keep] - strip.episode.start_ms) / 1000
     ax.set_xlim(-BEFORE_S, STRIP_S - BEFORE_S)
     if signal == "ecg":
-        mid = float(np.median(x[keep])) if keep.any() else 0.0
-        ax.set_ylim(mid - ECG_RANGE_MV * 0.4, mid + ECG_RANGE_MV * 0.6)
+        lo, hi = np.percentile(x[keep], [0.5, 99.5]) if keep.any() else (0.0, 0.0)
+        mid = (lo + hi) / 2
+        ax.set_ylim(mid - strip.ecg_range_mv / 2, mid + strip.ecg_range_mv / 2)
         _ecg_paper(ax)
         ax.set_ylabel("ECG [mV]", fontsize=8)
     else:

@@ -39,6 +39,7 @@ class WardState:
     stale_ms: int = 30_000
     devices: dict[str, DeviceView] = field(default_factory=dict)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # alert id -> why it was raised (an ack's message is not)
 
     def apply_feature(self, rec: dict[str, Any], now_ms: int) -> None:
         dev = self.devices.setdefault(rec["device_id"], DeviceView(rec["device_id"]))
@@ -55,6 +56,8 @@ class WardState:
                 dev.vitals[key] = float(value)
 
     def apply_alert(self, alert: dict[str, Any]) -> None:
+        if alert["state"] in ("RAISED", "ESCALATED") or alert["alert_id"] not in self.reasons:
+            self.reasons[alert["alert_id"]] = alert["message"]
         prev = self.alerts.get(alert["alert_id"])
         if prev is None or _order(alert) >= _order(prev):
             self.alerts[alert["alert_id"]] = alert
@@ -80,7 +83,8 @@ class WardState:
 
     def _alert_row(self, a: dict[str, Any]) -> dict[str, Any]:
         dev = self.devices.get(a["device_id"])
-        latest = max(a["transition_ts_ms"], dev.last_device_ms if dev else 0)
+        # The device's clock, as the data: an acknowledgement's transition time is the wall clock of the click.
+        latest = dev.last_device_ms if dev and dev.last_device_ms else a["episode_start_ms"]
         return {
             "alert_id": a["alert_id"],
             "device_id": a["device_id"],
@@ -89,7 +93,7 @@ class WardState:
             "state": a["state"],
             "opened": device_time(a["episode_start_ms"]),
             "age_s": max(0, (latest - a["episode_start_ms"]) // 1000),  # on the device's clock, as the data
-            "message": a["message"],
+            "message": self.reasons.get(a["alert_id"], a["message"]),
         }
 
 

@@ -21,7 +21,7 @@ def _feature(device: str, end_s: int, signal: str = "ecg", usable: bool = True, 
 def _alert(alert_id: str, priority: str, state: str, start_s: int, at_s: int, device: str = "d1") -> dict[str, Any]:
     return {"alert_id": alert_id, "device_id": device, "condition": "AF_EPISODE", "priority": priority,
             "state": state, "episode_start_ms": T0 + start_s * 1000, "transition_ts_ms": T0 + at_s * 1000,
-            "message": "why"}  # fmt: skip
+            "message": f"why {alert_id}" if state != "ACKNOWLEDGED" else "Acknowledged by n-1."}  # fmt: skip
 
 
 def test_latest_vitals_and_quality_per_device() -> None:
@@ -57,4 +57,7 @@ def test_open_alerts_by_priority_then_oldest_first_and_resolved_drop_out() -> No
         ("high-new", "RAISED"),
         ("low-old", "RAISED"),
     ]
-    assert rows[0]["opened"] == "2020-01-01 00:00:10" and rows[0]["age_s"] == 50
+    assert rows[0]["opened"] == "2020-01-01 00:00:10" and rows[0]["age_s"] == 0  # no data of d1 yet
+    assert rows[0]["message"] == "why high-old"  # the reason it was raised, not the acknowledgement's text
+    ward.apply_feature(_feature("d1", 70, heart_rate_bpm=80.0), now_ms=0)
+    assert ward.snapshot(now_ms=0)["alerts"][0]["age_s"] == 60  # on the device's clock

@@ -127,12 +127,12 @@ def test_af_alert_appears_and_is_acknowledged_from_the_page(
     alert_id = row[0].get_attribute("data-alert-id")
     wait.until(lambda d: d.find_elements("css selector", "#devices tr[data-device-id='mitdb-202']"))
     assert _state_on_page(browser, alert_id) == "RAISED"
-
-    wait.until(lambda d: _click_ack(d, alert_id))
-    wait.until(lambda d: _state_on_page(d, alert_id) == "ACKNOWLEDGED")
     browser.save_screenshot(str(tmp_path / "ward.png"))
     if os.environ.get("VITALS_WARD_SCREENSHOT"):  # `make screenshots` keeps it for docs/
         shutil.copy(tmp_path / "ward.png", os.environ["VITALS_WARD_SCREENSHOT"])
+
+    wait.until(lambda d: _click_ack(d, alert_id))
+    wait.until(lambda d: _state_on_page(d, alert_id) == "ACKNOWLEDGED")
 
     on_topic = [
         json.loads(r.value) for r in consume(settings, [settings.topics.alerts], from_beginning=True, idle_timeout_s=3)
