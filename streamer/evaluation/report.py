@@ -201,17 +201,18 @@ def _draw_panel(ax: Axes, panel: str | Panel, msgs: list[dict[str, Any]]) -> Non
         unit = units(msgs, signal)
         ax.set_ylabel(f"{signal.upper()} [{unit}]" if unit else signal.upper(), fontsize=8)
         return
+    colour = "grey"
     for line in panel.lines:
-        if line.style == "threshold":
-            ax.step(_x(line.t_ms), line.y, where="post", ls="--", lw=0.8, color="grey", label=line.label)
+        if line.style == "threshold":  # in the colour of the score it belongs to (the line before it)
+            ax.step(_x(line.t_ms), line.y, where="post", ls="--", lw=0.8, color=colour, label=line.label)
         else:
-            ax.plot(_x(line.t_ms), line.y, ".-", ms=3, lw=0.8, label=line.label)
+            colour = ax.plot(_x(line.t_ms), line.y, ".-", ms=3, lw=0.8, label=line.label)[0].get_color()
     if panel.key == "quality":
         ax.axhline(Settings().sqi_threshold, color="grey", ls=":", lw=0.8, label="usable above")
     if panel.ylim:
         ax.set_ylim(*panel.ylim)
     ax.set_ylabel(panel.ylabel, fontsize=8)
-    ax.legend(loc="lower left" if panel.key == "quality" else "upper left", fontsize=7, ncols=4, framealpha=0.7)
+    ax.legend(loc="best", fontsize=7, ncols=3, framealpha=0.8)  # where it hides the fewest points
 
 
 def _draw_waveform(ax: Axes, t: np.ndarray, x: np.ndarray) -> None:
