@@ -134,6 +134,10 @@ async def _events(request: web.Request) -> web.StreamResponse:
 
 async def _ack(request: web.Request) -> web.Response:
     ward: Ward = request.app[WARD]
+    # Another site's page can POST text/plain here without asking; JSON needs a CORS preflight we never grant.
+    origin = request.headers.get("Origin")
+    if request.content_type != "application/json" or (origin and origin.split("://")[-1] != request.host):
+        return web.json_response({"error": "acknowledge from the ward page (JSON, same origin)"}, status=403)
     try:
         body = await request.json()
         alert_id = str(body["alert_id"])
@@ -163,14 +167,16 @@ async def _tick(ward: Ward) -> None:
         await ward.bump()
 
 
-def build_app(settings: Settings, user: str = "ward") -> web.Application:
+def build_app(settings: Settings, user: str = "ward", *, follow: bool = True) -> web.Application:
+    """The ward app; ``follow=False`` leaves out the Kafka clients (the page and its checks alone)."""
     app = web.Application()
     app[WARD] = Ward(settings, user)
     app.router.add_get("/", _page)
     app.router.add_get("/api/ward", _snapshot)
     app.router.add_get("/events", _events)
     app.router.add_post("/api/ack", _ack)
-    app.cleanup_ctx.append(_background)
+    if follow:
+        app.cleanup_ctx.append(_background)
     return app
 
 
