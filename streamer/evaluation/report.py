@@ -201,7 +201,7 @@ def _draw_panel(ax: Axes, panel: str | Panel, msgs: list[dict[str, Any]]) -> Non
         unit = units(msgs, signal)
         ax.set_ylabel(f"{signal.upper()} [{unit}]" if unit else signal.upper(), fontsize=8)
         return
-    colour = "grey"
+    colour: Any = "grey"
     for line in panel.lines:
         if line.style == "threshold":  # in the colour of the score it belongs to (the line before it)
             ax.step(_x(line.t_ms), line.y, where="post", ls="--", lw=0.8, color=colour, label=line.label)
