@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench bench-fleet clean
+.PHONY: help venv deps browser screenshots kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench bench-fleet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ deps: venv ## also check Java 17 and Maven and fetch the Kafka jars from Maven C
 	@command -v java >/dev/null && command -v mvn >/dev/null || bash .ci/install-java.sh
 	$(PY) -c 'from streamer.kafka.devbroker import LocalKafka, fetch_jars; fetch_jars(LocalKafka())'
 
+browser: ## headless Chromium and chromedriver from Debian's packages (for the ward-view browser test)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || bash .ci/install-browser.sh
+
 kafka-up: deps ## start the local single-node KRaft broker on 127.0.0.1:9092
 	$(VENV)/bin/vitalstream kafka up
 
@@ -33,13 +36,13 @@ kafka-down: ## stop the local broker
 kafka-status: ## is the local broker up?
 	$(VENV)/bin/vitalstream kafka status
 
-test: deps ## set everything up and run all tests (unit, agents, integration on the real broker)
+test: deps browser ## set everything up and run all tests (unit, agents, integration on the real broker, browser)
 	$(PY) -m pytest -q
 
 test-unit: venv ## only the tests that need no broker
 	$(PY) -m pytest -q -m "not integration"
 
-test-integration: deps ## only the tests on the real broker
+test-integration: deps browser ## only the tests on the real broker
 	$(PY) -m pytest -q -m integration
 
 lint: venv ## ruff and mypy
@@ -66,6 +69,15 @@ bench: deps ## run the benchmarks under bench/ (results in bench/results/; sever
 
 bench-fleet: deps ## fleet ladder: how many real-time wearables one worker follows (bench/results/fleet.json; ~10 min)
 	$(PY) bench/fleet.py
+screenshots: deps browser ## redraw docs/ward.png (browser test) and docs/report_*.png (MIT-BIH 203)
+	VITALS_WARD_SCREENSHOT=$(CURDIR)/docs/ward.png $(PY) -m pytest -q tests/ward/test_ward_browser.py
+	@mkdir -p var
+	$(VENV)/bin/vitalstream import wfdb ../shared/data/mitdb/203 -o var/mitdb203.jsonl.gz
+	$(VENV)/bin/vitalstream analyze var/mitdb203.jsonl.gz --json > var/mitdb203.analysis.json
+	$(VENV)/bin/vitalstream report var/mitdb203.jsonl.gz --analysis var/mitdb203.analysis.json -o var/mitdb203.html
+	cp var/mitdb203.png docs/report_mitdb203.png
+	chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,1100 \
+	  --virtual-time-budget=15000 --screenshot=$(CURDIR)/docs/report_interactive.png file://$(CURDIR)/var/mitdb203.html
 
 clean: kafka-down ## stop the broker, remove .venv, .kafka and var/
 	rm -rf $(VENV) .kafka var .pytest_cache .hypothesis

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     stream_take_within_s: float = Field(default=0.05, gt=0)
     producer_max_batch_bytes: int = Field(default=1_048_576, ge=1024)
     producer_linger_ms: int = Field(default=5, ge=0)
+    fhir_export: bool = False  # also publish FHIR R4 Bundles of features, scores and alerts on vitals.fhir
 
     # Ingest validation.
     max_message_bytes: int = Field(default=1_048_576, ge=1024)

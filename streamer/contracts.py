@@ -1,6 +1,7 @@
 """Wire contracts: the JSON that crosses Kafka, as frozen pydantic v2 models.
 
-Units are in the field names (UCUM in the descriptions); LOINC codes are given where one exists.
+Units are in the field names; the LOINC, UCUM and IEEE 11073-10101 (MDC) codes of every numeric and waveform
+field come from the one table in ``streamer.interop.codes`` and appear in the schemas as ``x-codes``.
 Inside the pipeline we pass numpy arrays and frozen dataclasses; these classes live only at the edges.
 ``vitalstream schemas`` (``make schemas``) writes the JSON Schema files in ``schemas/``.
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from streamer.interop.codes import code_for, schema_extra, signal_schema_extra
 
 SCHEMA_VERSION = 1
 MAX_CHUNK_S = 5.0
@@ -20,6 +23,13 @@ MAX_SAMPLES = 20_000
 
 DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 PatientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+def _coded(name: str, **constraints: Any) -> Any:
+    """An optional numeric field whose description and ``x-codes`` come from the codes table."""
+    return Field(
+        default=None, description=code_for(name).description(), json_schema_extra=schema_extra(name), **constraints
+    )
 
 
 class _Wire(BaseModel):
@@ -41,13 +51,13 @@ class VitalsMessage(_Telemetry):
     """Spot or periodic numerics. Every value is optional; at least one must be present."""
 
     kind: Literal["vitals"] = "vitals"
-    heart_rate_bpm: float | None = Field(default=None, gt=0, le=300, description="LOINC 8867-4, UCUM /min")
-    spo2_pct: float | None = Field(default=None, gt=0, le=100, description="LOINC 59408-5, UCUM %")
-    resp_rate_bpm: float | None = Field(default=None, ge=0, le=100, description="LOINC 9279-1, UCUM /min")
-    temp_c: float | None = Field(default=None, ge=20, le=45, description="LOINC 8310-5, UCUM Cel")
-    sbp_mmhg: float | None = Field(default=None, gt=0, le=300, description="LOINC 8480-6, UCUM mm[Hg]")
-    dbp_mmhg: float | None = Field(default=None, gt=0, le=250, description="LOINC 8462-4, UCUM mm[Hg]")
-    map_mmhg: float | None = Field(default=None, gt=0, le=280, description="LOINC 8478-0, UCUM mm[Hg]")
+    heart_rate_bpm: float | None = _coded("heart_rate_bpm", gt=0, le=300)
+    spo2_pct: float | None = _coded("spo2_pct", gt=0, le=100)
+    resp_rate_bpm: float | None = _coded("resp_rate_bpm", ge=0, le=100)
+    temp_c: float | None = _coded("temp_c", ge=20, le=45)
+    sbp_mmhg: float | None = _coded("sbp_mmhg", gt=0, le=300)
+    dbp_mmhg: float | None = _coded("dbp_mmhg", gt=0, le=250)
+    map_mmhg: float | None = _coded("map_mmhg", gt=0, le=280)
     supplemental_o2: bool | None = Field(default=None, description="On supplemental oxygen (NEWS2).")
     spo2_scale: Literal[1, 2] | None = Field(default=None, description="NEWS2 SpO2 scale (2 for hypercapnic).")
     consciousness: Literal["A", "C", "V", "P", "U"] | None = Field(default=None, description="ACVPU")
@@ -79,7 +89,7 @@ class WaveformMessage(_Telemetry):
     """One chunk (0.5-5 s) of a sampled signal. ``value = sample * scale + offset`` when given."""
 
     kind: Literal["waveform"] = "waveform"
-    signal: Literal["ecg", "ppg", "resp"]
+    signal: Literal["ecg", "ppg", "resp"] = Field(json_schema_extra=signal_schema_extra(("ecg", "ppg", "resp")))
     fs_hz: float = Field(
         gt=0, le=2000, description="Sampling rate, Hz (supported: ECG 50-1000, PPG 20-1000, resp 1-1000)."
     )
@@ -105,9 +115,9 @@ class MotionMessage(_Telemetry):
 
     kind: Literal["motion"] = "motion"
     fs_hz: float = Field(gt=0, le=2000)
-    x_g: list[float] = Field(min_length=1, max_length=MAX_SAMPLES)
-    y_g: list[float] = Field(min_length=1, max_length=MAX_SAMPLES)
-    z_g: list[float] = Field(min_length=1, max_length=MAX_SAMPLES)
+    x_g: list[float] = Field(min_length=1, max_length=MAX_SAMPLES, json_schema_extra=schema_extra("x_g"))
+    y_g: list[float] = Field(min_length=1, max_length=MAX_SAMPLES, json_schema_extra=schema_extra("y_g"))
+    z_g: list[float] = Field(min_length=1, max_length=MAX_SAMPLES, json_schema_extra=schema_extra("z_g"))
 
     @model_validator(mode="after")
     def _axes(self) -> MotionMessage:

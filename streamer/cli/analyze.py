@@ -22,12 +22,23 @@ def _cmd(args: argparse.Namespace) -> int:
     )
     inference = None if args.no_models else default_inference(settings)
     result = analyze_records(records, settings, inference=inference, flush=not args.no_flush)
+    if args.fhir:
+        _write_fhir(args.fhir, result)
     if args.json:
         json.dump(result.to_json(), sys.stdout)
         sys.stdout.write("\n")
         return 0
     _print_summary(args.session, result)
     return 0
+
+
+def _write_fhir(path: Path, result) -> None:  # type: ignore[no-untyped-def]
+    from streamer.interop import fhir
+
+    out = result.output
+    bundle = fhir.transaction(fhir.resources(out.features, out.scores, out.alerts))
+    path.write_bytes(fhir.dumps(bundle) + b"\n")
+    print(f"FHIR transaction Bundle with {len(bundle['entry'])} resources: {path}", file=sys.stderr)
 
 
 def _print_summary(session: Path, result) -> None:  # type: ignore[no-untyped-def]
@@ -53,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("session", type=Path)
     p.add_argument("--json", action="store_true", help="one JSON object: features, scores, alerts, counts")
     p.add_argument("--device", help="only this device")
+    p.add_argument("--fhir", type=Path, metavar="BUNDLE.json", help="also write a FHIR R4 transaction Bundle")
     p.add_argument("--no-models", action="store_true", help="rules only, as when no checkpoint is available")
     p.add_argument("--no-flush", action="store_true", help="do not close the last open windows at the end")
     p.set_defaults(func=_cmd)

@@ -22,6 +22,8 @@ COMMAND_MODULES: list[str] = [
     "streamer.cli.report",
     "streamer.cli.train",
     "streamer.cli.schemas",
+    "streamer.cli.export",
+    "streamer.cli.ward",
 ]
 
 

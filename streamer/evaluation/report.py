@@ -1,19 +1,16 @@
-"""A picture of one device's session: signals, features, scores and alerts on one time axis.
+"""A picture of one device's session: an overview on the device's own clock, then 10-s strips at every alert onset.
 
-Panels, top to bottom, each only when there is something to draw: one per waveform (min/max envelope
-when decimated), numerics grouped by unit, derived rates and signal quality from the analysis features,
-model scores with their thresholds, and an alert lane. Alert episodes are shaded across every panel in
-their priority colour, so a reader sees what the signals did while an alert was open.
+Overview panels, top to bottom, each only when there is something to draw: one per waveform (min/max envelope
+when decimated), numerics grouped by unit, rates and signal quality from the analysis features, model scores
+with their thresholds, and alert lanes in which no two episodes (nor their labels) overlap. Episodes are shaded
+across every panel in their priority colour. Below, one ECG/PPG strip per onset at 25 mm/s
+(``report_strips``). ``render_report(..., "x.html")`` also writes the interactive page (``report_html``).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
-import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,122 +19,64 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # no display: files only
+import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from streamer.config import Settings  # noqa: E402
-from streamer.sessions.format import read_session  # noqa: E402
+from streamer.evaluation import report_strips  # noqa: E402
+from streamer.evaluation.report_data import (  # noqa: E402
+    Episode,
+    Panel,
+    assign_lanes,
+    device_messages,
+    episodes,
+    model_caption,
+    panels,
+    signals,
+    units,
+    waveform,
+)
 
+__all__ = ["Layout", "ReportPlan", "device_messages", "episodes", "plan_report", "render_png", "render_report"]
 log = logging.getLogger(__name__)
 
 FIG_WIDTH_PX = 1400
 PANEL_HEIGHT_PX = 170
-MARGIN_HEIGHT_PX = 90  # title and time-axis labels
+LANE_HEIGHT_PX = 22
+TOP_PX, AXIS_PX, CAPTION_PX = 40, 60, 30  # title; time-axis labels under the overview; model caption at the foot
+LEFT_PX, RIGHT_PX, HSPACE_PX = 100, 20, 12
 DPI = 100
 MAX_POINTS = 3000  # per waveform panel; above that, a min/max envelope per bin
+MS_PER_DAY = 86_400_000  # matplotlib dates count days since 1970-01-01
 PRIORITY_COLOURS = {"high": "#d62728", "medium": "#ff7f0e", "low": "#e6c700", "info": "#1f77b4"}
-NUMERIC_GROUPS = {
-    "HR [bpm], BP [mmHg]": ("heart_rate_bpm", "sbp_mmhg", "map_mmhg", "dbp_mmhg"),
-    "SpO2 [%]": ("spo2_pct",),
-    "resp [/min], temp [°C]": ("resp_rate_bpm", "temp_c"),
-}
-FEATURE_RATES = (("ecg", "heart_rate_bpm"), ("ppg", "pulse_rate_bpm"), ("resp", "resp_rate_bpm"),
-                 ("ppg", "resp_rate_bpm_ppg"), ("numerics", "heart_rate_bpm"))  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Episode:
-    """One alert episode: from its start to its RESOLVED transition (or the end of the data)."""
+class Layout:
+    """Pixel heights of the figure's parts, from the top down, so the PNG's size follows from its content."""
 
-    alert_id: str
-    condition: str
-    priority: str
-    start_ms: int
-    end_ms: int | None
-
-
-def device_messages(session_path: Path, device_id: str | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """The telemetry messages of ``device_id`` (default: the first device in the session)."""
-    out: list[dict[str, Any]] = []
-    for record in read_session(session_path):
-        try:
-            msg = json.loads(record.value or b"")
-        except ValueError:
-            continue  # not telemetry (a replayed dead letter, say); nothing to draw
-        if not isinstance(msg, dict) or "device_id" not in msg:
-            continue
-        device_id = device_id or msg["device_id"]
-        if msg["device_id"] == device_id:
-            out.append(msg)
-    if not out:
-        raise ValueError(f"{session_path}: no telemetry message of device {device_id or '(any)'}")
-    return out[0]["device_id"], out
-
-
-def episodes(alerts: Iterable[dict[str, Any]]) -> list[Episode]:
-    """Alert transitions grouped by alert_id; an escalation raises the episode's priority."""
-    rank = {"info": 0, "low": 1, "medium": 2, "high": 3}
-    by_id: dict[str, Episode] = {}
-    for a in sorted(alerts, key=lambda a: a["transition_ts_ms"]):
-        prev = by_id.get(a["alert_id"])
-        priority = a["priority"] if not prev or rank[a["priority"]] > rank[prev.priority] else prev.priority
-        end = a["transition_ts_ms"] if a["state"] == "RESOLVED" else (prev.end_ms if prev else None)
-        by_id[a["alert_id"]] = Episode(a["alert_id"], a["condition"], priority, a["episode_start_ms"], end)
-    return sorted(by_id.values(), key=lambda e: (e.start_ms, e.alert_id))
-
-
-def _waveform(msgs: list[dict[str, Any]], signal: str, t0_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    chunks = [m for m in msgs if m.get("kind") == "waveform" and m["signal"] == signal]
-    t = np.concatenate([(m["ts_ms"] - t0_ms) / 1000 + np.arange(len(m["samples"])) / m["fs_hz"] for m in chunks])
-    x = np.concatenate([np.asarray(m["samples"], float) * (m.get("scale") or 1) + (m.get("offset") or 0)
-                        for m in chunks])  # fmt: skip
-    return t, x
-
-
-def _draw_waveform(ax: Axes, t_s: np.ndarray, x: np.ndarray) -> None:
-    if len(x) <= MAX_POINTS:
-        ax.plot(t_s, x, lw=0.6, color="k")
-        return
-    bins = len(x) // (MAX_POINTS // 2)  # min and max per bin keep the QRS spikes a plain stride would skip
-    n = len(x) // bins * bins
-    lo, hi = x[:n].reshape(-1, bins).min(axis=1), x[:n].reshape(-1, bins).max(axis=1)
-    ax.fill_between(t_s[:n:bins], lo, hi, color="k", lw=0.4, step="post")
-
-
-class _Timeline:
-    """Converts epoch ms to the axis unit (s, min or h, chosen by the span)."""
-
-    def __init__(self, t0_ms: int, t1_ms: int) -> None:
-        span_s = (t1_ms - t0_ms) / 1000
-        self.t0_ms = t0_ms
-        self.unit, self.div = ("s", 1) if span_s <= 300 else ("min", 60) if span_s <= 3 * 3600 else ("h", 3600)
-
-    def __call__(self, ts_ms: Any) -> Any:
-        return (np.asarray(ts_ms, float) - self.t0_ms) / 1000 / self.div
-
-
-def _plan_panels(msgs: list[dict[str, Any]], analysis: dict[str, Any]) -> list[str]:
-    signals = sorted({m["signal"] for m in msgs if m.get("kind") == "waveform"}, key=["ecg", "ppg", "resp"].index)
-    vitals = [m for m in msgs if m.get("kind") == "vitals"]
-    panels = [f"wave:{s}" for s in signals]
-    panels += [f"num:{g}" for g, fields in NUMERIC_GROUPS.items() if any(f in v for v in vitals for f in fields)]
-    if analysis.get("features"):
-        panels += ["rates", "quality"]
-    panels += ["scores"] if analysis.get("scores") else []
-    panels += ["alerts"] if analysis.get("alerts") else []
-    return panels
+    def __init__(self, n_panels: int, n_lanes: int, strip_heights: list[int]) -> None:
+        self.panels = [PANEL_HEIGHT_PX] * n_panels + ([max(2, n_lanes) * LANE_HEIGHT_PX + 10] if n_lanes else [])
+        self.strips = strip_heights
+        overview = sum(self.panels) + HSPACE_PX * max(0, len(self.panels) - 1)
+        self.overview_px = overview or PANEL_HEIGHT_PX
+        self.height_px = TOP_PX + self.overview_px + AXIS_PX + sum(strip_heights) + CAPTION_PX
 
 
 def render_report(
     session_path: Path, out_path: Path, analysis: dict[str, Any] | None = None, device_id: str | None = None
 ) -> Path:
-    """Draw one device's report as PNG, or as a self-contained HTML page when ``out_path`` ends in .html."""
+    """Draw one device's report as PNG; for ``.html`` the interactive page, with the PNG written beside it."""
     device_id, msgs = device_messages(session_path, device_id)
     analysis = _for_device(analysis or {}, device_id)
     png = render_png(device_id, msgs, analysis)
     if out_path.suffix.lower() in (".html", ".htm"):
-        out_path.write_text(_html_page(device_id, session_path.name, png, analysis.get("alerts", [])))
+        from streamer.evaluation.report_html import html_page
+
+        out_path.with_suffix(".png").write_bytes(png)
+        out_path.write_text(html_page(device_id, session_path.name, msgs, analysis, png))
     else:
         out_path.write_bytes(png)
     return out_path
@@ -148,27 +87,61 @@ def _for_device(analysis: dict[str, Any], device_id: str) -> dict[str, Any]:
     return {k: [r for r in analysis.get(k, []) if r.get("device_id") == device_id] for k in keep}
 
 
-def render_png(device_id: str, msgs: list[dict[str, Any]], analysis: dict[str, Any]) -> bytes:
-    """The report picture as PNG bytes: FIG_WIDTH_PX wide, PANEL_HEIGHT_PX per panel plus a margin."""
-    panels = _plan_panels(msgs, analysis) or ["empty"]
+def span_ms(msgs: list[dict[str, Any]], analysis: dict[str, Any]) -> tuple[int, int]:
     times = [m["ts_ms"] for m in msgs] + [e.start_ms for e in episodes(analysis.get("alerts", []))]
     times += [s["ts_ms"] for s in analysis.get("scores", [])] + [
         f["window_end_ms"] for f in analysis.get("features", [])
     ]
-    tl = _Timeline(min(times, default=0), max(times, default=0))
-    height_px = MARGIN_HEIGHT_PX + PANEL_HEIGHT_PX * len(panels)
-    fig, axes = plt.subplots(len(panels), 1, sharex=True, squeeze=False,
-                             figsize=(FIG_WIDTH_PX / DPI, height_px / DPI), dpi=DPI)  # fmt: skip
+    return min(times, default=0), max(times, default=0)
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    """What the PNG will hold: overview panels, alert episodes and their lanes, onset strips, and its layout."""
+
+    overview: list[str | Panel]
+    eps: list[Episode]
+    lanes: list[int]
+    strips: list[report_strips.Strip]
+    n_onsets: int  # onsets with waveform data; strips are drawn for the first MAX_STRIPS of them
+    t0_ms: int
+    t1_ms: int
+    layout: Layout
+
+
+def plan_report(msgs: list[dict[str, Any]], analysis: dict[str, Any]) -> ReportPlan:
+    t0, t1 = span_ms(msgs, analysis)
+    eps = episodes(analysis.get("alerts", []))
+    label_ms = 9 * 16 * (t1 - t0) / (FIG_WIDTH_PX - LEFT_PX - RIGHT_PX)  # ~16 characters of lane label
+    lanes = assign_lanes(eps, t1, label_ms)
+    strips, n_onsets = report_strips.plan_strips(msgs, eps, _raised_messages(analysis))
+    overview: list[str | Panel] = [f"wave:{s}" for s in signals(msgs)]
+    overview += panels(msgs, analysis)
+    heights = [report_strips.strip_height_px(s, DPI) for s in strips]
+    layout = Layout(len(overview), max(lanes, default=-1) + 1, heights)
+    return ReportPlan(overview, eps, lanes, strips, n_onsets, t0, t1, layout)
+
+
+def render_png(device_id: str, msgs: list[dict[str, Any]], analysis: dict[str, Any]) -> bytes:
+    """The report picture as PNG bytes, FIG_WIDTH_PX wide and as tall as its plan's ``Layout`` says."""
+    plan = plan_report(msgs, analysis)
+    layout = plan.layout
+    fig = plt.figure(figsize=(FIG_WIDTH_PX / DPI, layout.height_px / DPI), dpi=DPI)
     try:
-        for ax, panel in zip(axes[:, 0], panels, strict=True):
-            _draw_panel(ax, panel, msgs, analysis, tl, max(times, default=0))
-            _shade_episodes(ax, episodes(analysis.get("alerts", [])), tl, max(times, default=0))
-        start = datetime.fromtimestamp(tl.t0_ms / 1000, UTC).isoformat(timespec="seconds")
-        axes[-1, 0].set_xlabel(f"time since {start} [{tl.unit}]")
-        n_alerts = len(episodes(analysis.get("alerts", [])))
-        title = f"{device_id}: {len(msgs)} telemetry messages, {n_alerts} alert episodes"
-        fig.suptitle(title, x=0.01, y=1 - 8 / height_px, ha="left", va="top", fontsize=11)
-        fig.subplots_adjust(left=0.07, right=0.99, top=1 - 45 / height_px, bottom=50 / height_px, hspace=0.35)
+        axes = _overview_axes(fig, layout)
+        for ax, panel in zip(axes, plan.overview, strict=False):
+            _draw_panel(ax, panel, msgs)
+        if plan.eps:
+            _draw_lanes(axes[-1], plan.eps, plan.lanes, plan.t1_ms)
+        for ax in axes:
+            _shade(ax, plan.eps, plan.t1_ms)
+            ax.set_xlim(plan.t0_ms / MS_PER_DAY, plan.t1_ms / MS_PER_DAY)
+        _time_axis(axes, plan.t0_ms)
+        top = TOP_PX + layout.overview_px + AXIS_PX
+        for strip, height in zip(plan.strips, layout.strips, strict=True):
+            report_strips.draw_strip(fig, strip, msgs, top, LEFT_PX)
+            top += height
+        _texts(fig, device_id, msgs, analysis, (len(plan.eps), len(plan.strips), plan.n_onsets), layout)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=DPI)
     finally:
@@ -176,109 +149,95 @@ def render_png(device_id: str, msgs: list[dict[str, Any]], analysis: dict[str, A
     return buf.getvalue()
 
 
-def _draw_panel(ax: Axes, panel: str, msgs: list[dict], analysis: dict[str, Any], tl: _Timeline, last_ms: int) -> None:
-    kind, _, name = panel.partition(":")
-    if kind == "wave":
-        t_s, x = _waveform(msgs, name, tl.t0_ms)
-        _draw_waveform(ax, t_s / tl.div, x)
-        units = next((m.get("units") for m in msgs if m.get("signal") == name and m.get("units")), None)
-        ax.set_ylabel(f"{name} [{units}]" if units else name)
-    elif kind == "num":
-        vitals = [m for m in msgs if m.get("kind") == "vitals"]
-        for field in NUMERIC_GROUPS[name]:
-            pts = [(m["ts_ms"], m[field]) for m in vitals if field in m]
-            if pts:
-                ts, v = zip(*pts, strict=True)
-                ax.plot(tl(ts), v, ".-", ms=3, lw=0.8, label=field)
-        _finish(ax, name)
-    elif kind == "rates":
-        for signal, feature in FEATURE_RATES:
-            # None (an unusable window) becomes NaN, so the line breaks instead of bridging the gap.
-            pts = [(f["window_end_ms"], _nan(f["features"].get(feature))) for f in analysis["features"]
-                   if f["signal"] == signal and feature in f["features"]]  # fmt: skip
-            if any(np.isfinite(v) for _, v in pts):
-                ts, v = zip(*pts, strict=True)
-                ax.plot(tl(ts), v, ".-", ms=3, lw=0.8, label=f"{signal} {feature}")
-        _finish(ax, "features [/min]")
-    elif kind == "quality":
-        _draw_quality(ax, analysis["features"], tl)
-    elif kind == "scores":
-        _draw_scores(ax, analysis["scores"], tl)
-    elif kind == "alerts":
-        _draw_alert_lane(ax, episodes(analysis["alerts"]), tl, last_ms)
+def _raised_messages(analysis: dict[str, Any]) -> dict[str, str]:
+    """alert_id -> the message of its first transition (the reason it was raised)."""
+    out: dict[str, str] = {}
+    for a in sorted(analysis.get("alerts", []), key=lambda a: a["transition_ts_ms"]):
+        out.setdefault(a["alert_id"], a["message"])
+    return out
 
 
-def _nan(value: float | None) -> float:
-    return np.nan if value is None else float(value)
+def _overview_axes(fig: Figure, layout: Layout) -> list[Axes]:
+    axes: list[Axes] = []
+    y = TOP_PX
+    width = (FIG_WIDTH_PX - LEFT_PX - RIGHT_PX) / FIG_WIDTH_PX
+    for height in layout.panels or [PANEL_HEIGHT_PX]:
+        rect = (LEFT_PX / FIG_WIDTH_PX, 1 - (y + height) / layout.height_px, width, height / layout.height_px)
+        axes.append(fig.add_axes(rect, sharex=axes[0] if axes else None))
+        y += height + HSPACE_PX
+    return axes
 
 
-def _finish(ax: Axes, ylabel: str) -> None:
-    ax.set_ylabel(ylabel, fontsize=8)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", fontsize=7, ncols=4, framealpha=0.7)
+def _time_axis(axes: list[Axes], t0_ms: int) -> None:
+    locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
+    for ax in axes:
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
+        ax.tick_params(labelbottom=ax is axes[-1], labelsize=8)
+    day = datetime.fromtimestamp(t0_ms / 1000, UTC).strftime("%Y-%m-%d")
+    axes[-1].set_xlabel(f"device time (the session's own clock, UTC), starting {day}", fontsize=9)
 
 
-def _draw_quality(ax: Axes, features: list[dict[str, Any]], tl: _Timeline) -> None:
-    for signal in sorted({f["signal"] for f in features}):
-        pts = [(f["window_end_ms"], f["signal_quality"]) for f in features
-               if f["signal"] == signal and f.get("signal_quality") is not None]  # fmt: skip
-        if pts:
-            ts, q = zip(*pts, strict=True)
-            ax.plot(tl(ts), q, ".-", ms=3, lw=0.8, label=signal)
-    ax.axhline(Settings().sqi_threshold, color="grey", ls="--", lw=0.8, label="usable threshold")
-    ax.set_ylim(-0.05, 1.05)
-    _finish(ax, "signal quality")
+def _texts(fig: Figure, device_id: str, msgs: list, analysis: dict, counts: tuple, layout: Layout) -> None:
+    n_eps, n_strips, n_onsets = counts
+    title = f"{device_id}: {len(msgs)} telemetry messages, {n_eps} alert episodes"
+    fig.text(LEFT_PX / FIG_WIDTH_PX / 3, 1 - 12 / layout.height_px, title, ha="left", va="top", fontsize=12)
+    caption = model_caption(analysis)
+    if n_onsets > n_strips:
+        caption += f"{'; ' if caption else ''}strips of the first {n_strips} of {n_onsets} alert onsets"
+    if caption:
+        fig.text(LEFT_PX / FIG_WIDTH_PX / 3, 8 / layout.height_px, caption, ha="left", va="bottom", fontsize=8)
 
 
-def _draw_scores(ax: Axes, scores: list[dict[str, Any]], tl: _Timeline) -> None:
-    by_model: dict[str, list[dict[str, Any]]] = {}
-    for s in sorted(scores, key=lambda s: s["ts_ms"]):
-        by_model.setdefault(f"{s['model']['name']} {s['model']['version']}", []).append(s)
-    for label, rows in by_model.items():
-        t = tl([r["ts_ms"] for r in rows])
-        (line,) = ax.plot(t, [r["score"] for r in rows], ".-", ms=3, lw=0.9, label=label)
-        thr = [(ti, r["threshold"]) for ti, r in zip(t, rows, strict=True) if r.get("threshold") is not None]
-        if thr:
-            tt, th = zip(*thr, strict=True)
-            ax.step(tt, th, where="post", color=line.get_color(), ls="--", lw=0.8, label=f"{label} threshold")
-        above = [(ti, r["score"]) for ti, r in zip(t, rows, strict=True) if r.get("above_threshold")]
-        if above:
-            ax.plot(*zip(*above, strict=True), "o", mfc="none", color=line.get_color(), ms=6)
-    _finish(ax, "model scores")
+def _x(t_ms: Any) -> Any:
+    return np.asarray(t_ms, float) / MS_PER_DAY
 
 
-def _draw_alert_lane(ax: Axes, eps: list[Episode], tl: _Timeline, last_ms: int) -> None:
+def _draw_panel(ax: Axes, panel: str | Panel, msgs: list[dict[str, Any]]) -> None:
+    if isinstance(panel, str):
+        signal = panel.removeprefix("wave:")
+        t_ms, x, _ = waveform(msgs, signal)
+        _draw_waveform(ax, _x(t_ms), x)
+        unit = units(msgs, signal)
+        ax.set_ylabel(f"{signal.upper()} [{unit}]" if unit else signal.upper(), fontsize=8)
+        return
+    colour: Any = "grey"
+    for line in panel.lines:
+        if line.style == "threshold":  # in the colour of the score it belongs to (the line before it)
+            ax.step(_x(line.t_ms), line.y, where="post", ls="--", lw=0.8, color=colour, label=line.label)
+        else:
+            colour = ax.plot(_x(line.t_ms), line.y, ".-", ms=3, lw=0.8, label=line.label)[0].get_color()
+    if panel.key == "quality":
+        ax.axhline(Settings().sqi_threshold, color="grey", ls=":", lw=0.8, label="usable above")
+    if panel.ylim:
+        ax.set_ylim(*panel.ylim)
+    ax.set_ylabel(panel.ylabel, fontsize=8)
+    ax.legend(loc="best", fontsize=7, ncols=3, framealpha=0.8)  # where it hides the fewest points
+
+
+def _draw_waveform(ax: Axes, t: np.ndarray, x: np.ndarray) -> None:
+    if len(x) <= MAX_POINTS:
+        ax.plot(t, x, lw=0.6, color="k")
+        return
+    bins = len(x) // (MAX_POINTS // 2)  # min and max per bin keep the QRS spikes a plain stride would skip
+    n = len(x) // bins * bins
+    lo, hi = x[:n].reshape(-1, bins).min(axis=1), x[:n].reshape(-1, bins).max(axis=1)
+    ax.fill_between(t[:n:bins], lo, hi, color="#444", lw=0.3, step="post")
+
+
+def _draw_lanes(ax: Axes, eps: list[Episode], lanes: list[int], last_ms: int) -> None:
     ax.set_yticks([])
-    for lane, ep in enumerate(eps):
+    for lane, ep in zip(lanes, eps, strict=True):
         end = ep.end_ms if ep.end_ms is not None else last_ms
-        x0, x1 = tl(ep.start_ms), tl(end)
-        y = lane % 4
-        ax.barh(y, max(x1 - x0, 0), left=x0, height=0.8, color=PRIORITY_COLOURS[ep.priority], alpha=0.8)
+        x0 = _x(ep.start_ms)
+        ax.barh(lane, max(_x(end) - x0, 0), left=x0, height=0.75, color=PRIORITY_COLOURS[ep.priority], alpha=0.85)
         still = "" if ep.end_ms is not None else " (open)"
-        ax.text(x0, y, f" {ep.condition} ({ep.priority}){still}", va="center", fontsize=7)
-    ax.set_ylim(-0.6, min(len(eps), 4) - 0.4)
+        ax.text(x0, lane, f" {ep.condition}{still}", va="center", fontsize=7)
+    ax.set_ylim(max(lanes, default=0) + 0.6, -0.6)  # first lane on top
     ax.set_ylabel("alerts", fontsize=8)
 
 
-def _shade_episodes(ax: Axes, eps: list[Episode], tl: _Timeline, last_ms: int) -> None:
+def _shade(ax: Axes, eps: list[Episode], last_ms: int) -> None:
     for ep in eps:
         end = ep.end_ms if ep.end_ms is not None else last_ms
-        ax.axvspan(tl(ep.start_ms), tl(end), color=PRIORITY_COLOURS[ep.priority], alpha=0.12, lw=0)
-
-
-def _html_page(device_id: str, session_name: str, png: bytes, alerts: list[dict[str, Any]]) -> str:
-    cols = ("alert_id", "condition", "priority", "state", "episode_start_ms", "transition_ts_ms", "message")
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(a.get(c, '')))}</td>" for c in cols) + "</tr>\n"
-        for a in sorted(alerts, key=lambda a: (a["transition_ts_ms"], a["alert_id"]))
-    )
-    head = "".join(f"<th>{c}</th>" for c in cols)
-    title = html.escape(f"{device_id} - {session_name}")
-    return (
-        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
-        "<style>body{font-family:sans-serif}table{border-collapse:collapse;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>\n"
-        f"<h1>{title}</h1>\n<img alt='report' src='data:image/png;base64,{base64.b64encode(png).decode()}'>\n"
-        f"<h2>Alert transitions ({len(alerts)})</h2>\n"
-        f"<table><tr>{head}</tr>\n{rows}</table>\n</body></html>\n"
-    )
+        ax.axvspan(_x(ep.start_ms), _x(end), color=PRIORITY_COLOURS[ep.priority], alpha=0.12, lw=0)

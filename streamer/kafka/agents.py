@@ -58,6 +58,10 @@ def wire(app: faust.App, topics: AppTopics, settings: Settings) -> None:
     """Register the agents and tables of the pipeline on ``app``."""
     _wire_ingest(app, topics, settings)
     _wire_pipeline(app, topics, settings)
+    if settings.fhir_export:  # optional: FHIR Bundles on vitals.fhir (streamer/kafka/fhir_export.py)
+        from streamer.kafka.fhir_export import wire_fhir_export
+
+        wire_fhir_export(app, topics, settings)
 
 
 def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
