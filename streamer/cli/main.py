@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stream processor for wearable vital signs (Kafka in, features, scores and alerts out).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--no-progress",
+        dest="no_bars",
+        action="store_true",
+        help="no progress bars (they are drawn only on a terminal anyway)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     eval_parser = subparsers.add_parser("eval", help="evaluate signals, models or alarm burden on real data")
     eval_subparsers = eval_parser.add_subparsers(dest="eval_command", metavar="WHAT")
@@ -46,11 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from streamer.logs import configure, log_format
+
+    configure(logging.DEBUG if args.verbose else logging.INFO, log_format())
+    from streamer.progress import enable_bars
+
+    enable_bars(not args.no_bars)
     # kafka-python and aiokafka narrate every connection at INFO.
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)

@@ -9,7 +9,8 @@ or ``max_wait_ms`` has passed since the first, so a model call never blocks the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,13 +31,19 @@ class MicroBatcher:
         self._pending: list[tuple[StepRequest, asyncio.Future[StepResult]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self.batches_run = 0
+        # Called after each model batch with (model name, batch size, max batch size, seconds): the worker's metrics.
+        self.observer: Callable[[str, int, int, float], None] | None = None
 
     def infer_batch(self, requests: Sequence[StepRequest]) -> list[StepResult]:
         """Run all requests now, in chunks of at most ``max_batch_size``, results in request order."""
         results: list[StepResult] = []
         for s in range(0, len(requests), self.max_batch_size):
-            results += self.predictor.step_batch(requests[s : s + self.max_batch_size])
+            chunk = requests[s : s + self.max_batch_size]
+            started_s = time.perf_counter()
+            results += self.predictor.step_batch(chunk)
             self.batches_run += 1
+            if self.observer is not None:
+                self.observer(self.predictor.name, len(chunk), self.max_batch_size, time.perf_counter() - started_s)
         return results
 
     async def infer(self, request: StepRequest) -> StepResult:
