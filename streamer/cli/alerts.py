@@ -110,11 +110,16 @@ def _ack(args: argparse.Namespace) -> int:
     return 0
 
 
-KAFKA_SETTINGS = "VITALS_KAFKA_BOOTSTRAP, VITALS_TOPIC_PREFIX and the VITALS_SECURITY_PROTOCOL/SSL/SASL settings"
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("alerts", help="follow alerts live (table or JSON lines) with filters")
+    from streamer.cli.help_texts import KAFKA
+
+    p = subparsers.add_parser(
+        "alerts",
+        help="follow alerts live (table or JSON lines) with filters",
+        description="Follow the alert topic: one line per transition (RAISED, ESCALATED, ACKNOWLEDGED, "
+        "RESOLVED) with device time, priority, condition, device, the 12-character id that `ack` takes, and why. "
+        f"Filters by priority, condition and device. Reads {KAFKA}.",
+    )
     p.add_argument("--min-priority", choices=[p.value for p in Priority], default="info")
     p.add_argument("--condition", action="append", help="only this condition (repeatable), e.g. SPO2_LOW")
     p.add_argument("--device", action="append", help="only this device (repeatable)")
@@ -131,7 +136,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(any unambiguous prefix of 4 or more): it is resolved against the alert topic, then the acknowledgement "
         "goes to the ack topic and the command waits for the worker's ACKNOWLEDGED transition. Exit 1 when the id "
         "is unknown or ambiguous, the alert is resolved, or no confirmation comes in time. "
-        f"Reads {KAFKA_SETTINGS}.",
+        f"Reads {KAFKA}.",
     )
     p.add_argument("alert_id", metavar="ALERT_ID", help="full alert id or a prefix of at least 4 hex characters")
     p.add_argument("--by", default="cli", help="pseudonymous id of who acknowledges (no names)")

@@ -47,8 +47,14 @@ def _print_summary(session: Path, result) -> None:  # type: ignore[no-untyped-de
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from streamer.cli.help_texts import PIPELINE
+
     p = subparsers.add_parser(
-        "analyze", help="run stages 1-5 over a session offline (no Kafka): features, scores, alerts"
+        "analyze",
+        help="run stages 1-5 over a session offline (no Kafka): features, scores, alerts",
+        description="Run validation, dedup, windows, features, the models and the alert policy in this process "
+        "over a session file (no Kafka), with the same code as the worker; print the counts and the alert "
+        f"transitions, or one JSON object with --json. Reads {PIPELINE}.",
     )
     p.add_argument("session", type=Path)
     p.add_argument("--json", action="store_true", help="one JSON object: features, scores, alerts, counts")

@@ -26,9 +26,14 @@ COMMAND_MODULES: list[str] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streamer.cli.help_texts import COMMON
+
     parser = argparse.ArgumentParser(
         prog="vitalstream",
-        description="Stream processor for wearable vital signs (Kafka in, features, scores and alerts out).",
+        description="Stream processor for wearable vital signs (Kafka in, features, scores and alerts out). "
+        "Settings come from VITALS_* environment variables (README, Settings); `vitalstream COMMAND --help` says "
+        "which ones a command reads.",
+        epilog=COMMON,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
@@ -38,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="no progress bars (they are drawn only on a terminal anyway)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    eval_parser = subparsers.add_parser("eval", help="evaluate signals, models or alarm burden on real data")
+    eval_parser = subparsers.add_parser(
+        "eval",
+        help="evaluate signals, models or alarm burden on real data",
+        description="Figures on real recordings (any folder laid out like ../shared/data): signal processing, "
+        "alarm burden and the three models. `vitalstream eval WHAT --help` for each.",
+    )
     eval_subparsers = eval_parser.add_subparsers(dest="eval_command", metavar="WHAT")
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)

@@ -93,9 +93,9 @@ def _produce(settings, pairs: list[tuple[bytes | None, bytes]]) -> None:
 
 def test_worker_serves_health_ready_and_metrics_that_follow_traffic(settings_factory, worker_factory) -> None:
     port = _free_port()
-    settings = settings_factory(web_port=port, **QUIET)
+    settings = settings_factory(web_port=port, log_format="json", **QUIET)
     ensure_topics(settings)
-    worker_factory(settings)
+    worker = worker_factory(settings)
     assert _get(port, "/health")[0] == 200
     ready = _wait(lambda: (r := _get(port, "/ready"))[0] == 200 and r, "/ready to answer 200")
     assert json.loads(ready[1])["checks"] == {"assigned": True, "restored": True, "consuming": True,
@@ -131,6 +131,12 @@ def test_worker_serves_health_ready_and_metrics_that_follow_traffic(settings_fac
     assert sum(v for lab, v in lag.items() if dict(lab)["topic"] == settings.topics.telemetry) == 0
     assert _total(drained, "vitals_inference_seconds_count") > 0  # windows of 300 s of ECG reached the models
     assert _total(drained, "vitals_ready") == 1
+
+    lines = [json.loads(line) for line in worker.log_text().splitlines() if line.strip()]  # JSON lines only
+    letters = [line for line in lines if line["message"].startswith("dead-letter ")]
+    # one line at once per reason, not one per letter; the second IMPOSSIBLE_VALUE waits for the summary
+    assert sorted(line["reason_code"] for line in letters) == ["IMPOSSIBLE_VALUE", "MALFORMED_JSON"]
+    assert all(line["src"].startswith(f"{settings.topics.telemetry}[") for line in letters)
 
 
 def _alerts_by_id(settings) -> dict[str, list[dict]]:
