@@ -12,12 +12,13 @@ from pathlib import Path
 def _cmd(args: argparse.Namespace) -> int:
     from streamer.config import Settings
     from streamer.offline.analyze import analyze_records, default_inference
+    from streamer.progress import track
     from streamer.sessions.format import read_session
 
     settings = Settings()
     records = (
         r
-        for r in read_session(args.session)
+        for r in track(read_session(args.session), desc=f"analyze {args.session.name}", unit="msg")
         if r.key is None or args.device is None or r.key.decode("utf-8", "replace") == args.device
     )
     inference = None if args.no_models else default_inference(settings)

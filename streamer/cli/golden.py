@@ -8,10 +8,11 @@ import json
 
 def _cmd(args: argparse.Namespace) -> int:
     from streamer.offline.golden import GOLDENS, REPO, cut, expected_path, session_path, summarize
+    from streamer.progress import track
 
     wanted = [g for g in GOLDENS if not args.only or g.name in args.only]
     failed = 0
-    for g in wanted:
+    for g in track(wanted, desc=f"golden {args.action}", unit="session"):
         if args.action == "update":
             if args.rebuild or not session_path(g).exists():
                 cut(g)
