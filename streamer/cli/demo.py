@@ -182,7 +182,11 @@ def _replay_and_watch(settings: Settings, sessions: list[Path], speed: float, lo
     print(f"dead-lettered: {dlq['records']} " + json.dumps({k: v for k, v in dlq.items() if k != "records"}))
     print(f"feature windows: {features['records']}; model scores: {scores['records']}")
     by_condition = Counter((a.condition.value, a.priority.value) for a in seen if a.state.value == "RAISED")
-    print(f"alert transitions: {len(seen)}; episodes raised by condition and priority:")
+    print(f"alert transitions in device-time order (live above: as they arrived, {len(seen)} in all):")
+    print(HEADER)
+    for alert in in_device_time(seen):
+        print(table_row(alert))
+    print("episodes raised by condition and priority:")
     for (condition, priority), n in sorted(by_condition.items()):
         print(f"  {condition:20s} {priority:6s} {n}")
     print(f"\nFollow them yourself: VITALS_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} "
