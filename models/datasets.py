@@ -14,6 +14,7 @@ import numpy as np
 from models.features import PSV_COLUMNS
 from streamer.config import recordings_dir
 from streamer.progress import track
+from streamer.sessions.bidmc import read_csv_columns
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +156,11 @@ def load_bidmc_minutes(folder: Path) -> list[np.ndarray]:
     columns = {"heart_rate_bpm": "HR", "spo2_pct": "SpO2", "resp_rate_bpm": "RESP"}
     out = []
     for rec in (folder / "RECORDS").read_text().split():
-        path = folder / f"{rec}_Numerics.csv"
-        with open(path) as f:
-            header = [h.strip() for h in f.readline().split(",")]
-        table = np.genfromtxt(path, delimiter=",", skip_header=1)  # (481, 5), NaN where missing
-        minutes = np.full((len(table) // 60, len(VITALS)), np.nan)
+        table = read_csv_columns(folder / f"{rec}_Numerics.csv")  # 481 rows, NaN where missing
+        minutes = np.full((len(table["HR"]) // 60, len(VITALS)), np.nan)
         for j, name in enumerate(VITALS):
             if name in columns:
-                col = table[: len(minutes) * 60, header.index(columns[name])].reshape(len(minutes), 60)
+                col = table[columns[name]][: len(minutes) * 60].reshape(len(minutes), 60)
                 ok = ~np.all(np.isnan(col), axis=1)
                 minutes[ok, j] = np.nanmedian(col[ok], axis=1)
         out.append(minutes)

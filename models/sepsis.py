@@ -79,9 +79,6 @@ def score_patients(
         gain = best[idx].sum() - none[idx].sum()
         return float((obs[idx].sum() - none[idx].sum()) / gain) if gain > 0 else float("nan")
 
-    def auroc(idx: np.ndarray) -> float:
-        return metrics.safe_auroc(np.concatenate([labels[i] for i in idx]), np.concatenate([probs[i] for i in idx]))
-
     everyone = np.arange(len(labels))
     return {
         "n_patients": len(labels),

@@ -73,7 +73,6 @@ class Settings(BaseSettings):
 
     # Inference.
     batch_max_size: int = Field(default=256, ge=1)
-    batch_max_wait_ms: float = Field(default=20.0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     weights_dir: Path | None = None
 

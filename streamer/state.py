@@ -9,7 +9,7 @@ Layout (version 1)::
 
     b"VS" | version: u8 | flags: u8 | zlib( u32 skeleton length | skeleton JSON | buffer bytes ... )
 
-A buffer in the skeleton is ``{"$nd": [offset, count, dtype]}`` into the buffer bytes. (Byte planes, every
+A buffer in the skeleton is ``{"$nd": [offset, shape, dtype]}`` into the buffer bytes (C order). (Byte planes, every
 value's first byte then every second byte, compressed worse on real filtered signals: their low bytes are noise.)
 
 >>> blob = encode_state({"zi": [0.5] * 16, "n": 3})
@@ -63,7 +63,7 @@ def encode_state(state: Any, *, level: int = 1) -> bytes:
             kind = "f8" if arr.dtype.kind == "f" else "i8"
         data = np.ascontiguousarray(arr.ravel(), dtype=_DTYPES[kind]).tobytes()
         buffers.append(data)
-        entry = {_BUFFER_KEY: [offset[0], int(arr.size), kind]}
+        entry = {_BUFFER_KEY: [offset[0], [int(n) for n in arr.shape], kind]}
         offset[0] += len(data)
         return entry
 
@@ -90,8 +90,9 @@ def decode_state(blob: bytes, *, arrays: bool = False) -> Any:
         if isinstance(node, dict):
             ref = node.get(_BUFFER_KEY)
             if ref is not None and len(node) == 1:
-                start, count, kind = ref
-                arr = np.frombuffer(data, dtype=_DTYPES[kind], count=count, offset=start).copy()
+                start, shape, kind = ref
+                count = int(np.prod(shape)) if isinstance(shape, list) else shape
+                arr = np.frombuffer(data, dtype=_DTYPES[kind], count=count, offset=start).reshape(shape).copy()
                 return arr if arrays else arr.tolist()
             return {k: unpack(v) for k, v in node.items()}
         if isinstance(node, list):

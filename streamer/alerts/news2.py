@@ -26,7 +26,6 @@ PARAMETERS = (
     "temp_c",
 )
 ACVPU = ("A", "C", "V", "P", "U")
-BANDS = ("low", "low-medium", "medium", "high")
 
 # (upper bound inclusive, score) after rounding; the last row catches everything above.
 _RESP_RATE = ((8, 3), (11, 1), (20, 0), (24, 2), (float("inf"), 3))

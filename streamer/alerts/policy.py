@@ -167,10 +167,6 @@ class AlertPolicy:
         policy.last_onset_ms = dict(state.get("last_onset_ms", {}))
         return policy
 
-    def open_alerts(self) -> dict[str, str]:
-        """Condition -> alert_id of every open episode."""
-        return {c: ep["alert_id"] for c, ep in self.episodes.items()}
-
     # -- internals ------------------------------------------------------------------------------
     def _advance(self, device_id: str, ts_ms: int) -> int:
         if device_id != self.device_id:  # a routing bug upstream: fail loudly rather than mix patients

@@ -29,26 +29,20 @@ import numpy as np
 
 from streamer.alerts.conditions import LIMIT_RULES, NEWS2_RULES, news2_values
 from streamer.alerts.policy import AlertPolicy
-from streamer.config import Settings, recordings_dir
+from streamer.config import Settings
 from streamer.contracts import AlertState
 from streamer.progress import track
 from streamer.records import FeatureWindow
+from streamer.sessions.bidmc import read_csv_columns
 
 COLUMNS = {"HR": "heart_rate_bpm", "RESP": "resp_rate_bpm", "SpO2": "spo2_pct"}
 PULSE_AGREEMENT_BPM = 10.0
 PHYSIOLOGICAL = {r.condition.value for r in (*LIMIT_RULES, *NEWS2_RULES)}
 
 
-def default_bidmc_dir() -> Path:
-    return recordings_dir() / "bidmc"
-
-
 def load_numerics(path: Path) -> dict[str, np.ndarray]:
     """The numerics CSV as column arrays keyed by header name (``Time [s]``, HR, PULSE, RESP, SpO2)."""
-    with open(path) as fh:
-        header = [h.strip() for h in fh.readline().split(",")]
-    data = np.genfromtxt(path, delimiter=",", skip_header=1, dtype=float)  # "NaN" text parses as nan
-    return {name: data[:, i] for i, name in enumerate(header)}
+    return read_csv_columns(path)
 
 
 def ppg_quality(hr_bpm: np.ndarray, pulse_bpm: np.ndarray) -> float:

@@ -23,6 +23,7 @@ from streamer.config import Settings
 from streamer.contracts import WaveformMessage
 from streamer.progress import track
 from streamer.records import FeatureWindow
+from streamer.sessions.bidmc import read_csv_columns
 from streamer.signals.device import DeviceSignalProcessor
 from streamer.signals.ecg_beats import ecg_r_peaks
 from streamer.signals.ppg_beats import ppg_peaks
@@ -39,29 +40,19 @@ EPOCH_MS = 1_700_000_000_000  # a grid-aligned device time for sample 0
 
 
 # -- loading ----------------------------------------------------------------------------------------
-def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as fh:
-        header = [h.strip() for h in fh.readline().split(",")]
-        data = np.genfromtxt(fh, delimiter=",", dtype=float, missing_values="NaN")
-    return header, np.atleast_2d(data)
-
-
 def load_bidmc(folder: Path, record: str) -> dict[str, Any]:
     """Signals (125 Hz), monitor numerics (1 Hz) and ann1 breath sample indices of one BIDMC record."""
-    names, sig = _read_csv(folder / f"{record}_Signals.csv.gz")
-    num_names, num = _read_csv(folder / f"{record}_Numerics.csv")
-    _, breaths = _read_csv(folder / f"{record}_Breaths.csv")
-    col = {n: i for i, n in enumerate(names)}
-    ncol = {n: i for i, n in enumerate(num_names)}
+    sig = read_csv_columns(folder / f"{record}_Signals.csv.gz")
+    num = read_csv_columns(folder / f"{record}_Numerics.csv")
+    breaths = next(iter(read_csv_columns(folder / f"{record}_Breaths.csv").values()))  # ann1, the first column
     return {
         "fs_hz": 125.0,
-        "ppg": sig[:, col["PLETH"]],
-        "ecg": sig[:, col["II"]],
-        "resp": sig[:, col["RESP"]],
-        "hr_bpm": num[:, ncol["HR"]],
-        "pulse_bpm": num[:, ncol["PULSE"]],
-        "breaths": breaths[:, 0][np.isfinite(breaths[:, 0])].astype(np.int64),
+        "ppg": sig["PLETH"],
+        "ecg": sig["II"],
+        "resp": sig["RESP"],
+        "hr_bpm": num["HR"],
+        "pulse_bpm": num["PULSE"],
+        "breaths": breaths[np.isfinite(breaths)].astype(np.int64),
     }
 
 

@@ -57,7 +57,7 @@ class InferenceStage:
         for name, adapter_cls in ADAPTERS.items():
             try:
                 predictor = load_model(name, weights_dir or settings.weights_dir, settings.device)
-                batcher = MicroBatcher(predictor, settings.batch_max_size, settings.batch_max_wait_ms)
+                batcher = MicroBatcher(predictor, settings.batch_max_size)
                 ref = ModelRef(name=name, version=predictor.version)
                 self.models[name] = _Model(adapter_cls(predictor.meta), batcher, ref)
             except Exception as exc:  # noqa: BLE001 - a model that cannot load is reported, not fatal
@@ -78,26 +78,6 @@ class InferenceStage:
                 continue
             self._finish(work, results, states, scores, events)
         return InferenceOutput(tuple(scores), tuple(events))
-
-    async def run_async(self, windows: Sequence[FeatureWindow], states: MutableMapping[str, dict]) -> InferenceOutput:
-        """As ``run``, with the model calls micro-batched with other callers, off the event loop."""
-        scores: list[ScoreRecord] = []
-        events: list[TechnicalEvent] = []
-        for name in ADAPTERS:
-            work = self._plan(name, windows, states, events)
-            if work is None:
-                continue
-            try:
-                results = await self.models[name].batcher.infer_many(self._requests(work))
-            except Exception as exc:  # noqa: BLE001 - see module docstring
-                self._failed(work, states, events, exc)
-                continue
-            self._finish(work, results, states, scores, events)
-        return InferenceOutput(tuple(scores), tuple(events))
-
-    def close(self) -> None:
-        for m in self.models.values():
-            m.batcher.close()
 
     def _plan(
         self,

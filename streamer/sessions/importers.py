@@ -28,7 +28,6 @@ validates with ``streamer.contracts.TELEMETRY``, and nothing disappears without 
 from __future__ import annotations
 
 import csv
-import gzip
 import heapq
 import logging
 import math
@@ -44,6 +43,7 @@ from pydantic import ValidationError
 from streamer.config import Settings
 from streamer.contracts import TELEMETRY, VitalsMessage
 from streamer.progress import track
+from streamer.sessions.bidmc import read_csv_columns
 from streamer.sessions.format import SessionRecord, SessionWriter
 
 log = logging.getLogger(__name__)
@@ -160,20 +160,12 @@ def _read_wfdb(record: Path, summary: ImportSummary) -> tuple[str, list[_Pending
     return _device_id(prefix, record.name), pending
 
 
-def _read_csv_columns(path: Path) -> dict[str, np.ndarray]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as fh:
-        names = [c.strip() for c in fh.readline().split(",")]
-        data = np.loadtxt(fh, delimiter=",", ndmin=2)  # the text "NaN" reads as nan
-    return {name: data[:, i] for i, name in enumerate(names)}
-
-
 def _read_bidmc(record: Path, summary: ImportSummary) -> tuple[str, list[_Pending]]:
     """``record`` is the common prefix, e.g. ``.../bidmc_01``; Signals and Numerics are read if present."""
     pending: list[_Pending] = []
     signals = next((p for p in _siblings(record, "_Signals.csv")), None)
     if signals is not None:
-        columns = _read_csv_columns(signals)
+        columns = read_csv_columns(signals)
         for column, signal in BIDMC_WAVEFORMS.items():
             if column in columns:
                 pending += _waveforms(columns[column], 125.0, signal, None, summary)
@@ -181,7 +173,7 @@ def _read_bidmc(record: Path, summary: ImportSummary) -> tuple[str, list[_Pendin
                 log.warning("%s has no %s column: no %s chunks", signals.name, column, signal)
     numerics = next((p for p in _siblings(record, "_Numerics.csv")), None)
     if numerics is not None:
-        columns = _read_csv_columns(numerics)
+        columns = read_csv_columns(numerics)
         for i, t_s in enumerate(columns["Time [s]"]):
             values = {f: columns[c][i] for c, f in BIDMC_NUMERICS.items() if c in columns}
             vitals = _vitals(BASE_TS_MS + round(t_s * 1000), values, summary)

@@ -164,7 +164,7 @@ class CausalFilter:
             "fs_hz": self.fs_hz,
             "method": self.method,
             "fir": list(self.fir),
-            "zi": None if self.zi is None else self.zi.tolist(),
+            "zi": None if self.zi is None else self.zi.copy(),
         }
 
     @classmethod

@@ -94,7 +94,7 @@ class PpgBeatDetector(_Detector):
             "ints": [self.n_seen, self.buf_start, self.block_start, self.last_peak],
             "level_zi": self.level_zi,
             "in_block": self.in_block,
-            "y": self.y.tolist(),
+            "y": self.y.copy(),
         }
 
     @classmethod

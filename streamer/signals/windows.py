@@ -71,7 +71,7 @@ class RingBuffer:
         return self.values[lo - self.start : hi - self.start] if hi > lo else np.zeros(0)
 
     def to_state(self) -> dict[str, Any]:
-        return {"keep": self.keep, "start": self.start, "values": self.values.tolist()}
+        return {"keep": self.keep, "start": self.start, "values": self.values.copy()}  # an array: see streamer/state.py
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RingBuffer:

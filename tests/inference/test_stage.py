@@ -171,19 +171,6 @@ def test_failing_model_is_reported_and_recovers(patients, monkeypatch) -> None:
     assert any(s.model.name == "anomaly" for s in out.scores)
 
 
-def test_run_async_equals_run(patients) -> None:
-    import asyncio
-
-    windows = numerics_windows(patients[:2]) + ecg_windows("A00015", "ecg0")
-    sync = InferenceStage(Settings(device="cpu")).run(windows, {})
-    stage = InferenceStage(Settings(device="cpu", batch_max_wait_ms=1))
-    got = asyncio.run(stage.run_async(windows, {}))
-    stage.close()
-    for a, b in zip(got.scores, sync.scores, strict=True):
-        assert (a.device_id, a.model, a.ts_ms) == (b.device_id, b.model, b.ts_ms)
-        assert a.score == pytest.approx(b.score, abs=1e-5)
-
-
 def _ecg(start_ms: int, rr: list[float]) -> FeatureWindow:
     return FeatureWindow("d", "ecg", start_ms, start_ms + 10_000, 0.9, True, {}, rr_ms=tuple(rr))
 

@@ -1,0 +1,280 @@
+"""Fleet benchmark: how many real-time wearables one ``vitalstream worker`` process follows on this machine.
+
+For each N of a ladder: a fresh topic prefix and consumer group, N simulated wearables (``bench/fleetload.py``: a
+1-s BIDMC PPG chunk and a numerics message per device-second) produced in real time by a separate process onto the
+local broker, one worker process; after a warm-up, a steady window in which it measures whether the worker holds
+real time (consumer lag not growing and small), p50/p99 window end (device time) -> feature publish and ingest ->
+alert publish, worker CPU per input message, RSS, state bytes per device and changelog bytes per device-second.
+Then a backlog-drain peak, and in the same run the raw aiokafka validate+dedup+forward loop of ``bench/ingest.py``
+as the baseline ratio. Results in bench/results/fleet.json (and fleet.png).
+
+    python bench/fleet.py [--ladder 100 300 1000] [--warmup-s 30] [--steady-s 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import fleetload  # noqa: E402
+import ingest as ingest_bench  # noqa: E402
+
+from streamer.config import Settings  # noqa: E402
+from streamer.kafka.devbroker import LocalKafka, up  # noqa: E402
+from streamer.kafka.topics import ensure_topics  # noqa: E402
+
+
+def _settings(bootstrap: str, partitions: int) -> Settings:
+    prefix = f"fleet{uuid.uuid4().hex[:8]}."
+    return Settings(
+        kafka_bootstrap=bootstrap, topic_prefix=prefix, app_id=f"{prefix}app", partitions=partitions,
+        data_dir=Path("/tmp") / f"{prefix}worker", silence_timeout_s=600.0,
+    )  # fmt: skip
+
+
+def _worker(settings: Settings, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.update({f"VITALS_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None})
+    with log.open("wb") as fh:
+        return subprocess.Popen([sys.executable, "-m", "streamer.cli.main", "worker"], cwd=REPO, env=env,
+                                stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def _generator(settings: Settings, devices: int, seconds: float) -> subprocess.Popen:
+    code = (
+        "import json, sys; sys.path.insert(0, 'bench'); import fleetload; "
+        f"print(json.dumps(fleetload.generate({settings.kafka_bootstrap!r}, {settings.topics.telemetry!r}, "
+        f"{devices}, {seconds})))"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+
+
+class Broker:
+    """Consumer lag of the worker's group and log sizes, read through the admin API."""
+
+    def __init__(self, settings: Settings) -> None:
+        from kafka import KafkaAdminClient, KafkaConsumer
+
+        self.settings = settings
+        self.admin = KafkaAdminClient(**settings.kafka_client_kwargs())
+        self.consumer = KafkaConsumer(**settings.kafka_client_kwargs())
+
+    def lag(self) -> int:
+        from kafka import TopicPartition
+
+        names = self.settings.topics
+        tps = [TopicPartition(t, p) for t in (names.telemetry, names.telemetry_valid)
+               for p in range(self.settings.partitions)]  # fmt: skip
+        committed = self._offsets()
+        ends = self.consumer.end_offsets(tps)
+        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+
+    def committed(self, topic: str) -> int:
+        offsets = self._offsets()
+        return sum(o.offset for tp, o in offsets.items() if tp.topic == topic)
+
+    def _offsets(self) -> dict[Any, Any]:
+        return self.admin.list_group_offsets(self.settings.app_id).get(self.settings.app_id, {})
+
+    def log_bytes(self, topic: str) -> int:
+        def sizes(node: Any) -> int:
+            if isinstance(node, dict):
+                own = node.get("partition_size", node.get("size", 0))
+                return (own if isinstance(own, int) else 0) + sum(sizes(v) for v in node.values())
+            if isinstance(node, list | tuple):
+                return sum(sizes(v) for v in node)
+            return 0
+
+        return sizes(self.admin.describe_log_dirs(topic_partitions=[topic]))
+
+    def close(self) -> None:
+        self.admin.close()
+        self.consumer.close()
+
+
+class Latencies(threading.Thread):
+    """Follows the features and alerts topics: publish time minus window end, and alert ingest -> publish."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.stop = settings, threading.Event()
+        self.features: list[tuple[int, int]] = []  # (publish ms, latency ms)
+        self.alerts: list[tuple[int, int]] = []
+
+    def run(self) -> None:
+        from kafka import KafkaConsumer
+
+        names = self.settings.topics
+        consumer = KafkaConsumer(names.features, names.alerts, group_id=None, auto_offset_reset="earliest",
+                                 consumer_timeout_ms=500, **self.settings.kafka_client_kwargs())  # fmt: skip
+        while not self.stop.is_set():
+            for rec in consumer:
+                value = json.loads(rec.value)
+                if rec.topic == names.features:
+                    self.features.append((rec.timestamp, rec.timestamp - value["window_end_ms"]))
+                else:
+                    lat = value["latency"]
+                    if lat.get("ingest_ts_ms") and lat.get("publish_ts_ms"):
+                        self.alerts.append((rec.timestamp, lat["publish_ts_ms"] - lat["ingest_ts_ms"]))
+                if self.stop.is_set():
+                    break
+        consumer.close()
+
+
+def _pct(values: list[int], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+def _changelog(settings: Settings) -> str:
+    return f"{settings.app_id}-device-state-changelog"
+
+
+def run_step(bootstrap: str, devices: int, warmup_s: float, steady_s: float, partitions: int) -> dict[str, Any]:
+    settings = _settings(bootstrap, partitions)
+    ensure_topics(settings)
+    log = Path("/tmp") / f"{settings.topic_prefix}worker.log"
+    worker = _worker(settings, log)
+    proc = fleetload.Proc(worker.pid)
+    time.sleep(8)  # worker start-up (imports, group join) before the wearables begin
+    gen = _generator(settings, devices, warmup_s + steady_s + 5)
+    lat = Latencies(settings)
+    lat.start()
+    broker = Broker(settings)
+    try:
+        time.sleep(warmup_s)
+        t0, cpu0, lag0 = time.time(), proc.cpu_s(), broker.lag()
+        in0, cl0 = broker.committed(settings.topics.telemetry), broker.log_bytes(_changelog(settings))
+        lags = [lag0]
+        while time.time() - t0 < steady_s:
+            time.sleep(5)
+            lags.append(broker.lag())
+        t1, cpu1, rss = time.time(), proc.cpu_s(), proc.rss_mb()
+        in1, cl1 = broker.committed(settings.topics.telemetry), broker.log_bytes(_changelog(settings))
+        gen_out = json.loads(gen.communicate(timeout=120)[0] or "{}")
+    finally:
+        lat.stop.set()
+        worker.terminate()
+        worker.wait(60)
+        broker.close()
+    span_ms = (int(t0 * 1000), int(t1 * 1000))
+    feat = [v for ts, v in lat.features if span_ms[0] <= ts <= span_ms[1]]
+    alerts = [v for ts, v in lat.alerts if span_ms[0] <= ts <= span_ms[1]]
+    msgs = max(in1 - in0, 1)
+    rate_in = devices * 2
+    holds = lags[-1] - lags[0] <= 2 * rate_in and max(lags[-3:]) <= 10 * rate_in
+    return {
+        "devices": devices, "input_msgs_per_s": rate_in, "holds_real_time": bool(holds),
+        "lag_msgs": lags, "consumed_in_window": in1 - in0, "window_s": round(t1 - t0, 1),
+        "window_end_to_feature_ms": {"p50": _pct(feat, 0.5), "p99": _pct(feat, 0.99), "n": len(feat)},
+        "ingest_to_alert_ms": {"p50": _pct(alerts, 0.5), "p99": _pct(alerts, 0.99), "n": len(alerts)},
+        "worker_cpu_us_per_msg": round((cpu1 - cpu0) / msgs * 1e6, 1),
+        "worker_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2), "worker_rss_mb": round(rss, 1),
+        "changelog_bytes_per_device_s": round((cl1 - cl0) / devices / (t1 - t0), 1),
+        "generator": gen_out, "load_avg": os.getloadavg(),
+    }  # fmt: skip
+
+
+def run_drain(bootstrap: str, devices: int, seconds: int, partitions: int) -> dict[str, Any]:
+    """A backlog of ``seconds`` of the fleet produced first; the worker's rate until it has consumed all of it."""
+    settings = _settings(bootstrap, partitions)
+    ensure_topics(settings)
+    sent = fleetload.backlog(bootstrap, settings.topics.telemetry, devices, seconds)
+    broker = Broker(settings)
+    worker = _worker(settings, Path("/tmp") / f"{settings.topic_prefix}worker.log")
+    start, first, done = time.time(), None, None
+    try:
+        while time.time() - start < 600:
+            time.sleep(2)
+            valid_done = broker.committed(settings.topics.telemetry_valid)
+            if first is None and broker.committed(settings.topics.telemetry) > 0:
+                first = time.time()
+            if broker.lag() == 0 and valid_done > 0:
+                done = time.time()
+                break
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        broker.close()
+    elapsed = (done - first) if done and first else None
+    return {"messages": sent, "seconds_to_drain": elapsed,
+            "msgs_per_s": round(sent / elapsed, 1) if elapsed else None}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ladder", type=int, nargs="+", default=[100, 300, 1000, 3000])
+    parser.add_argument("--warmup-s", type=float, default=30)
+    parser.add_argument("--steady-s", type=float, default=60)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--drain-devices", type=int, default=300)
+    parser.add_argument("--drain-s", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet.json")
+    args = parser.parse_args()
+    bootstrap = os.environ.get("VITALS_KAFKA_BOOTSTRAP") or up(LocalKafka(name="fleet", port=39092,
+                                                                          controller_port=39093))  # fmt: skip
+    steps = []
+    for n in args.ladder:
+        step = run_step(bootstrap, n, args.warmup_s, args.steady_s, args.partitions)
+        steps.append(step)
+        print(json.dumps(step), flush=True)
+        if not step["holds_real_time"]:
+            break  # the next rung would only fall further behind
+    drain = run_drain(bootstrap, args.drain_devices, args.drain_s, args.partitions)
+    print("drain", json.dumps(drain), flush=True)
+    templates, now_ms = fleetload.load_templates(30), int(time.time() * 1000) - 30_000
+    messages = [m for sec in range(25) for d in range(200)
+                for m in fleetload.device_messages(templates, d, sec, now_ms + sec * 1000)]  # fmt: skip
+    raw_rates = [ingest_bench.run_raw(bootstrap, messages) for _ in range(3)]
+    raw = statistics.median(raw_rates)
+    held = [s["devices"] for s in steps if s["holds_real_time"]]
+    out = {
+        "what": __doc__.split("\n\n")[0], "ladder": steps, "max_devices_held": max(held) if held else 0,
+        "backlog_drain": drain, "raw_aiokafka_msgs_per_s": round(raw, 1),
+        "drain_to_raw_ratio": round(drain["msgs_per_s"] / raw, 4) if drain["msgs_per_s"] else None,
+        "machine": ingest_bench._machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    _plot(out, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}")
+
+
+def _plot(out: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = out["ladder"]
+    n = [s["devices"] for s in steps]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.plot(n, [s["worker_cpu_us_per_msg"] for s in steps], "o-")
+    a.set(xscale="log", xlabel="devices", ylabel="worker CPU per input message (us)", title="cost per message")
+    b.plot(n, [s["window_end_to_feature_ms"]["p99"] or 0 for s in steps], "o-", label="p99 window end -> feature")
+    b.plot(n, [s["window_end_to_feature_ms"]["p50"] or 0 for s in steps], "o-", label="p50")
+    b.set(xscale="log", yscale="log", xlabel="devices", ylabel="ms", title="latency")
+    b.legend()
+    for s in steps:
+        a.annotate("holds" if s["holds_real_time"] else "behind", (s["devices"], s["worker_cpu_us_per_msg"]))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+if __name__ == "__main__":
+    main()
