@@ -87,7 +87,15 @@ class Broker:
         return sum(o.offset for tp, o in offsets.items() if tp.topic == topic)
 
     def _offsets(self) -> dict[Any, Any]:
-        return self.admin.list_group_offsets(self.settings.app_id).get(self.settings.app_id, {})
+        from kafka.errors import KafkaError
+
+        for _ in range(10):  # the group coordinator may not be known yet right after the worker joined
+            try:
+                return self.admin.list_group_offsets({self.settings.app_id: None}).get(self.settings.app_id, {})
+            except KafkaError as exc:
+                print(f"group offsets not available yet: {exc!r}", file=sys.stderr)
+                time.sleep(1)
+        return {}
 
     def log_bytes(self, topic: str) -> int:
         def sizes(node: Any) -> int:
