@@ -13,6 +13,7 @@ import numpy as np
 
 from models.features import PSV_COLUMNS
 from streamer.config import recordings_dir
+from streamer.progress import track
 from streamer.sessions.bidmc import read_csv_columns
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def load_sepsis(folder: Path, limit: int | None = None) -> list[Patient]:
     """Every patient of ``sepsis_files`` (or the first ``limit``), in that order."""
     files = sepsis_files(folder)[:limit]
     patients = []
-    for path in files:
+    for path in track(files, desc="sepsis2019"):
         with open(path) as f:
             header = f.readline().strip().split("|")
         table = np.loadtxt(path, delimiter="|", skiprows=1, ndmin=2)
@@ -112,7 +113,7 @@ def load_challenge2017(folder: Path, names: Sequence[str] | None = None) -> list
 
     labels = challenge2017_labels(folder)
     out = []
-    for name in names if names is not None else sorted(labels):
+    for name in track(names if names is not None else sorted(labels), desc="cinc2017"):
         ecg_mv = loadmat(folder / f"{name}.mat")["val"][0].astype(np.float64) / 1000.0
         rr = rr_from_peaks(ecg_r_peaks(ecg_mv, 300.0), 300.0)
         out.append(RRSequence(name, rr, AF_CLASSES.index(labels[name])))
@@ -126,7 +127,7 @@ def load_mitdb(folder: Path, records: Sequence[str]) -> list[RRSequence]:
     from streamer.signals.ecg_beats import ecg_r_peaks
 
     out = []
-    for rec in records:
+    for rec in track(records, desc="mitdb"):
         record = wfdb.rdrecord(str(folder / rec), channels=[0])
         ann = wfdb.rdann(str(folder / rec), "atr")
         fs_hz = float(record.fs)

@@ -43,7 +43,11 @@ class Settings(BaseSettings):
     # Worker.
     app_id: str = "vitalstream"
     data_dir: Path = Path("var/worker")
-    web_port: int = Field(default=6066, ge=0)
+    # /health, /ready and /metrics (streamer/kafka/web.py); port 0 turns them off. 127.0.0.1 unless a container
+    # or a Prometheus on another host must reach them (then 0.0.0.0 behind the cluster's network policy).
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    log_format: Literal["text", "json"] = "text"  # streamer/logs.py reads it before Settings exist, same values
     stream_take_max: int = Field(default=500, ge=1)
     stream_take_within_s: float = Field(default=0.05, gt=0)
     producer_max_batch_bytes: int = Field(default=1_048_576, ge=1024)

@@ -60,6 +60,7 @@ def settings_factory(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) ->
             partitions=4,
             app_id=f"{topic_prefix}app",
             data_dir=tmp_path / "worker",
+            web_port=0,  # no HTTP endpoints unless a test asks (clones share the machine: no fixed port)
         )
         base.update(overrides)
         return Settings(**base)

@@ -16,7 +16,9 @@ Sources of the defaults (docs/ALARM_BURDEN.md has the whole table):
 Priorities (IEC 60601-1-8: high = immediate response, medium = prompt response, low = awareness,
 info = no alarm): HR_LOW at <=40 bpm and NEWS2_HIGH are high (extreme bradycardia is a red alarm on
 bedside monitors; NEWS2 7+ asks for an emergency response); limit, NEWS2 medium and risk-model
-alerts are medium; temperature, the anomaly model and technical conditions are low.
+alerts are medium; temperature, the anomaly model and signal quality are low. DEVICE_SILENT and
+MODEL_UNAVAILABLE are medium technical alarms: each model stands behind a physiological alert (AF,
+deterioration, anomaly), so losing it loses that monitoring function and asks for a prompt response.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ LOW_QUALITY_RULE = Rule(C.LOW_SIGNAL_QUALITY, P.LOW, "technical", "low_quality",
 TECHNICAL_PRIORITY: dict[Condition, Priority] = {
     C.LOW_SIGNAL_QUALITY: P.LOW,
     C.DEVICE_SILENT: P.MEDIUM,  # a silent wearable means no monitoring at all: prompt response
-    C.MODEL_UNAVAILABLE: P.LOW,
+    C.MODEL_UNAVAILABLE: P.MEDIUM,  # the monitoring behind AF_EPISODE / DETERIORATION_RISK is lost
 }
 
 RULES_BY_CONDITION: dict[Condition, Rule] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -11,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pydantic import ValidationError
 
 from streamer.config import Settings
-from streamer.contracts import PRIORITY_RANK, Alert, AlertAck, Priority
+from streamer.contracts import PRIORITY_RANK, Alert, AlertAck, AlertState, Priority
 from streamer.kafka.clients import consume, producer
 
 
@@ -74,20 +73,53 @@ def _alerts(args: argparse.Namespace) -> int:
 
 
 def _ack(args: argparse.Namespace) -> int:
+    from streamer.kafka.alert_lookup import AlertLookupError, read_history, resolve, wait_for_state
+
     settings = Settings()
+    history = read_history(settings)
+    try:
+        alert = resolve(args.alert_id, history)
+    except AlertLookupError as exc:
+        print(f"error: {exc} (topic {settings.topics.alerts})", file=sys.stderr)
+        return 1
+    short = alert.alert_id[:12]
+    if alert.state is AlertState.ACKNOWLEDGED:
+        print(f"{short} ({alert.device_id} {alert.condition.value}) is already acknowledged: {alert.message}")
+        return 0
+    if alert.state is AlertState.RESOLVED:
+        print(f"error: {short} ({alert.device_id} {alert.condition.value}) is resolved: nothing to acknowledge",
+              file=sys.stderr)  # fmt: skip
+        return 1
     ack = AlertAck(
-        alert_id=args.alert_id, device_id=args.device, by=args.by, ts_ms=int(time.time() * 1000), note=args.note
+        alert_id=alert.alert_id, device_id=alert.device_id, by=args.by, ts_ms=int(time.time() * 1000), note=args.note
     )
     prod = producer(settings)
     prod.send(settings.topics.alerts_ack, key=ack.alert_id.encode(), value=ack.model_dump_json().encode())
     prod.flush()
     prod.close()
-    print(json.dumps({"acknowledged": ack.alert_id, "topic": settings.topics.alerts_ack}))
+    if args.no_wait:
+        print(f"sent the acknowledgement of {short} to {settings.topics.alerts_ack}")
+        return 0
+    done = wait_for_state(settings, alert.alert_id, AlertState.ACKNOWLEDGED, history.end_offsets, args.timeout)
+    if done is None:
+        print(f"error: sent the acknowledgement of {short}, but no ACKNOWLEDGED transition came within "
+              f"{args.timeout:g} s: is a worker running on {settings.kafka_bootstrap} (VITALS_KAFKA_BOOTSTRAP), "
+              "or did the alert resolve meanwhile?", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"{short} ({done.device_id} {done.condition.value}) ACKNOWLEDGED by {args.by}")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("alerts", help="follow alerts live (table or JSON lines) with filters")
+    from streamer.cli.help_texts import KAFKA
+
+    p = subparsers.add_parser(
+        "alerts",
+        help="follow alerts live (table or JSON lines) with filters",
+        description="Follow the alert topic: one line per transition (RAISED, ESCALATED, ACKNOWLEDGED, "
+        "RESOLVED) with device time, priority, condition, device, the 12-character id that `ack` takes, and why. "
+        f"Filters by priority, condition and device. Reads {KAFKA}.",
+    )
     p.add_argument("--min-priority", choices=[p.value for p in Priority], default="info")
     p.add_argument("--condition", action="append", help="only this condition (repeatable), e.g. SPO2_LOW")
     p.add_argument("--device", action="append", help="only this device (repeatable)")
@@ -97,9 +129,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-alerts", type=int, default=0, help="stop after this many alerts (0: no limit)")
     p.set_defaults(func=_alerts)
 
-    p = subparsers.add_parser("ack", help="acknowledge an alert (publishes to the ack topic)")
-    p.add_argument("alert_id")
-    p.add_argument("--device", help="the alert's device (optional: the worker looks it up)")
-    p.add_argument("--by", default="cli", help="pseudonymous id of who acknowledges")
+    p = subparsers.add_parser(
+        "ack",
+        help="acknowledge an alert by the id `alerts` shows, and wait for the worker to confirm",
+        description="Acknowledge an open alert. ALERT_ID may be the 12 characters that `vitalstream alerts` shows "
+        "(any unambiguous prefix of 4 or more): it is resolved against the alert topic, then the acknowledgement "
+        "goes to the ack topic and the command waits for the worker's ACKNOWLEDGED transition. Exit 1 when the id "
+        "is unknown or ambiguous, the alert is resolved, or no confirmation comes in time. "
+        f"Reads {KAFKA}.",
+    )
+    p.add_argument("alert_id", metavar="ALERT_ID", help="full alert id or a prefix of at least 4 hex characters")
+    p.add_argument("--by", default="cli", help="pseudonymous id of who acknowledges (no names)")
     p.add_argument("--note", help="free text (no names)")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the confirmation (default 15)")
+    p.add_argument("--no-wait", action="store_true", help="send the acknowledgement and return at once")
     p.set_defaults(func=_ack)

@@ -12,12 +12,13 @@ from pathlib import Path
 def _cmd(args: argparse.Namespace) -> int:
     from streamer.config import Settings
     from streamer.offline.analyze import analyze_records, default_inference
+    from streamer.progress import track
     from streamer.sessions.format import read_session
 
     settings = Settings()
     records = (
         r
-        for r in read_session(args.session)
+        for r in track(read_session(args.session), desc=f"analyze {args.session.name}", unit="msg")
         if r.key is None or args.device is None or r.key.decode("utf-8", "replace") == args.device
     )
     inference = None if args.no_models else default_inference(settings)
@@ -58,8 +59,14 @@ def _print_summary(session: Path, result) -> None:  # type: ignore[no-untyped-de
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from streamer.cli.help_texts import PIPELINE
+
     p = subparsers.add_parser(
-        "analyze", help="run stages 1-5 over a session offline (no Kafka): features, scores, alerts"
+        "analyze",
+        help="run stages 1-5 over a session offline (no Kafka): features, scores, alerts",
+        description="Run validation, dedup, windows, features, the models and the alert policy in this process "
+        "over a session file (no Kafka), with the same code as the worker; print the counts and the alert "
+        f"transitions, or one JSON object with --json. Reads {PIPELINE}.",
     )
     p.add_argument("session", type=Path)
     p.add_argument("--json", action="store_true", help="one JSON object: features, scores, alerts, counts")

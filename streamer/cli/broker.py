@@ -32,7 +32,14 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("kafka", help="start, stop or check the local single-node Kafka broker")
+    p = subparsers.add_parser(
+        "kafka",
+        help="start, stop or check the local single-node Kafka broker",
+        description="The local single-node KRaft development broker (Apache Kafka jars from Maven Central into "
+        ".kafka/libs; data, logs and pid under .kafka/NAME; listens on 127.0.0.1). up: start it and print its "
+        "bootstrap; down: stop it; status: exit 0 when up; reset: stop it and wipe its data. Reads no VITALS_* "
+        "setting: --port and --name choose the instance.",
+    )
     p.add_argument("action", choices=["up", "down", "status", "reset"])
     p.add_argument("--port", type=int, default=9092, help="client port (controller uses port+1)")
     p.add_argument("--name", default="dev", help="instance name: data, logs and pid under .kafka/NAME")

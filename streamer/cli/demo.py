@@ -41,28 +41,29 @@ def _say(text: str) -> None:
 
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(
-        {
-            f"VITALS_{k.upper()}": str(v)
-            for k, v in settings.model_dump().items()
-            if v is not None and not isinstance(v, dict)
-        }
-    )
+    for k, v in settings.model_dump().items():
+        if v is not None and not isinstance(v, dict):
+            env[f"VITALS_{k.upper()}"] = str(v.get_secret_value() if hasattr(v, "get_secret_value") else v)
     return env
+
+
+def in_device_time(alerts: list[Alert]) -> list[Alert]:
+    """Transitions in device-time order (arrival order interleaves partitions and devices)."""
+    return sorted(alerts, key=lambda a: (a.transition_ts_ms, a.device_id, a.alert_id, a.state.value))
 
 
 def _follow_alerts(settings: Settings, stop: threading.Event, seen: list[Alert]) -> None:
     print(HEADER, flush=True)
-    for record in consume(settings, [settings.topics.alerts], from_beginning=True, idle_timeout_s=1.0):
-        alert = Alert.model_validate_json(record.value)
-        seen.append(alert)
-        print(table_row(alert), flush=True)
     while not stop.is_set():
+        # each pass re-reads the topic for a second of quiet; what is new is shown in device-time order
+        fresh = []
         for record in consume(settings, [settings.topics.alerts], from_beginning=True, idle_timeout_s=1.0):
             alert = Alert.model_validate_json(record.value)
-            if alert not in seen:
-                seen.append(alert)
-                print(table_row(alert), flush=True)
+            if alert not in seen and alert not in fresh:
+                fresh.append(alert)
+        for alert in in_device_time(fresh):
+            seen.append(alert)
+            print(table_row(alert), flush=True)
 
 
 def _count(settings: Settings, topic: str) -> Counter[str]:
@@ -81,15 +82,20 @@ def main(argv: list[str] | None = None) -> int:
     work = REPO / "var" / "demo"
     work.mkdir(parents=True, exist_ok=True)
 
-    _say("1/5 local Kafka broker (KRaft, 127.0.0.1:9092)")
-    bootstrap = os.environ.get("VITALS_KAFKA_BOOTSTRAP") or up(LocalKafka())
+    configured = Settings()  # VITALS_KAFKA_BOOTSTRAP, VITALS_TOPIC_PREFIX, TLS/SASL as for any command
+    local = "VITALS_KAFKA_BOOTSTRAP" not in os.environ
+    _say("1/5 local Kafka broker (KRaft, 127.0.0.1:9092)" if local else f"1/5 Kafka at {configured.kafka_bootstrap}")
+    bootstrap = up(LocalKafka()) if local else configured.kafka_bootstrap
     run = time.strftime("%H%M%S")
-    settings = Settings(
-        kafka_bootstrap=bootstrap,
-        topic_prefix=f"demo{run}.",
-        app_id=f"demo{run}",
-        data_dir=work / f"worker-{run}",
-        partitions=4,
+    settings = configured.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "topic_prefix": f"{configured.topic_prefix}demo{run}.",  # under the configured prefix, one run each
+            "app_id": f"{configured.topic_prefix}demo{run}",
+            "data_dir": work / f"worker-{run}",
+            "partitions": 4,
+            "web_port": 0,  # the demo's worker serves no endpoints (a worker of yours may hold the port)
+        }
     )
     print(f"bootstrap {bootstrap}; topics prefixed '{settings.topic_prefix}'")
 
@@ -123,14 +129,14 @@ def main(argv: list[str] | None = None) -> int:
                 print((work / "worker.log").read_text(errors="replace")[-2000:])
                 return 1
             time.sleep(0.5)
-        return _replay_and_watch(settings, sessions, args.speed)
+        return _replay_and_watch(settings, sessions, args.speed, local)
     finally:
         worker.terminate()
         worker.wait(60)
         log.close()
 
 
-def _replay_and_watch(settings: Settings, sessions: list[Path], speed: float) -> int:
+def _replay_and_watch(settings: Settings, sessions: list[Path], speed: float, local_broker: bool) -> int:
     _say(f"4/5 replaying at x{speed:g} (timestamps end at now); alerts as they are published:")
     prod = producer(settings)
     for line in BAD_LINES:
@@ -176,13 +182,17 @@ def _replay_and_watch(settings: Settings, sessions: list[Path], speed: float) ->
     print(f"dead-lettered: {dlq['records']} " + json.dumps({k: v for k, v in dlq.items() if k != "records"}))
     print(f"feature windows: {features['records']}; model scores: {scores['records']}")
     by_condition = Counter((a.condition.value, a.priority.value) for a in seen if a.state.value == "RAISED")
-    print(f"alert transitions: {len(seen)}; episodes raised by condition and priority:")
+    print(f"alert transitions in device-time order (live above: as they arrived, {len(seen)} in all):")
+    print(HEADER)
+    for alert in in_device_time(seen):
+        print(table_row(alert))
+    print("episodes raised by condition and priority:")
     for (condition, priority), n in sorted(by_condition.items()):
         print(f"  {condition:20s} {priority:6s} {n}")
-    print(
-        f"\nFollow them yourself: VITALS_TOPIC_PREFIX={settings.topic_prefix} .venv/bin/vitalstream alerts "
-        "--from-beginning\nStop the broker: make kafka-down"
-    )
+    print(f"\nFollow them yourself: VITALS_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} "
+          f"VITALS_TOPIC_PREFIX={settings.topic_prefix} .venv/bin/vitalstream alerts --from-beginning")  # fmt: skip
+    if local_broker:
+        print("Stop the broker: make kafka-down")
     return 0
 
 

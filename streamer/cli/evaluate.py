@@ -93,7 +93,13 @@ def _register_models(eval_subparsers: Any) -> None:
         ("anomaly", _anomaly, "anomaly score: alarms per patient-hour on non-septic stays"),
     )
     for name, handler, help_text in specs:
-        parser = eval_subparsers.add_parser(name, help=help_text)
+        parser = eval_subparsers.add_parser(
+            name,
+            help=help_text,
+            description=f"{help_text[0].upper()}{help_text[1:]}: the shipped checkpoint (or --weights-dir) on "
+            "every record of --data; a progress bar while the records load. Reads "
+            "no VITALS_* setting (folders and weights are options).",
+        )
         parser.add_argument("--data", type=Path, required=True, help="folder in the layout of ../shared/data/<set>")
         parser.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
         parser.add_argument("--weights-dir", type=Path, default=None, help="checkpoints (default: shipped)")
@@ -106,14 +112,26 @@ def register_eval(eval_subparsers: Any) -> None:
     from streamer.config import recordings_dir
 
     data = recordings_dir()
-    p = eval_subparsers.add_parser("signals", help="beat detection, rates and quality on real recordings")
+    p = eval_subparsers.add_parser(
+        "signals",
+        help="beat detection, rates and quality on real recordings",
+        description="Beat detection (sensitivity, PPV against the reference annotations), heart and respiration "
+        "rate errors per window and signal quality, per record and pooled, with a progress bar per folder. Reads "
+        "the window and quality settings (VITALS_*_WINDOW_S/_HOP_S, VITALS_SQI_THRESHOLD).",
+    )
     p.add_argument("--mitdb", type=Path, default=None, help=f"MIT-BIH folder (e.g. {data / 'mitdb'})")
     p.add_argument("--bidmc", type=Path, default=None, help=f"BIDMC folder (e.g. {data / 'bidmc'})")
     p.add_argument("--heartpy", type=Path, default=None, help="HeartPy examples folder")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
     p.set_defaults(func=_signals)
 
-    p = eval_subparsers.add_parser("alarms", help="alarm burden on BIDMC: policy vs naive threshold alarms")
+    p = eval_subparsers.add_parser(
+        "alarms",
+        help="alarm burden on BIDMC: policy vs naive threshold alarms",
+        description="Alarm burden on the BIDMC monitor numerics: alerts per patient-hour of the project's policy "
+        "(persistence, hysteresis, dedup) against naive threshold alarms. Reads VITALS_RECORDINGS_DIR (default "
+        "--bidmc) and the alert settings.",
+    )
     p.add_argument("--bidmc", default=str(data / "bidmc"), help="folder with bidmc_NN_Numerics.csv")
     p.add_argument("--window-s", type=int, default=60, help="numerics window for the policy, seconds")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")

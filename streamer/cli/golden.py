@@ -8,10 +8,11 @@ import json
 
 def _cmd(args: argparse.Namespace) -> int:
     from streamer.offline.golden import GOLDENS, REPO, cut, expected_path, session_path, summarize
+    from streamer.progress import track
 
     wanted = [g for g in GOLDENS if not args.only or g.name in args.only]
     failed = 0
-    for g in wanted:
+    for g in track(wanted, desc=f"golden {args.action}", unit="session"):
         if args.action == "update":
             if args.rebuild or not session_path(g).exists():
                 cut(g)
@@ -26,7 +27,14 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("golden", help="check or update the golden sessions in tests/data/golden")
+    p = subparsers.add_parser(
+        "golden",
+        help="check or update the golden sessions in tests/data/golden",
+        description="check: analyse each golden session (short cuts of real recordings) offline and compare its "
+        "alert transitions and counts with tests/data/golden/NAME.expected.json; exit 1 on a difference. update: "
+        "rewrite the expected files from the current code (review the diff); --rebuild cuts the sessions again "
+        "from the recordings. Reads VITALS_RECORDINGS_DIR (with --rebuild) and the pipeline settings.",
+    )
     p.add_argument("action", choices=["check", "update"])
     p.add_argument("--rebuild", action="store_true", help="with update: cut the sessions again from ../shared/data")
     p.add_argument("--only", action="append", help="only this golden (repeatable)")

@@ -19,7 +19,14 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("import", help="turn real recordings into a telemetry session file")
+    parser = subparsers.add_parser(
+        "import",
+        help="turn real recordings into a telemetry session file",
+        description="Read one record or every record of a folder (WFDB such as MIT-BIH, BIDMC CSV, Challenge "
+        "2017 .mat, Challenge 2019 .psv) and write the telemetry messages a wearable would have sent, as a "
+        "session file for replay and analyze. Values a device could not send are dropped and counted. Reads "
+        "VITALS_TOPIC_PREFIX (the topic stored in the session, unless --topic).",
+    )
     parser.add_argument("kind", choices=IMPORT_KINDS, help="recording format")
     parser.add_argument("path", type=Path, help="one record (WFDB: path without extension) or a folder")
     parser.add_argument("-o", "--output", type=Path, required=True, help="session file to write (.jsonl.gz)")

@@ -83,15 +83,38 @@ def _topics(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("worker", help="run the Faust worker (all agents)")
+    from streamer.cli.help_texts import KAFKA, PIPELINE
+
+    p = subparsers.add_parser(
+        "worker",
+        help="run the Faust worker (all agents)",
+        description="Run the stream processor until SIGINT/SIGTERM: the ingest agent (validate, dedup, "
+        "dead-letter with a reason), the pipeline agent (windows, features, GRU scores, alerts) and the "
+        "acknowledgement agent, with their state in changelogged tables. Creates missing topics first. Serves "
+        "/health, /ready and /metrics on VITALS_WEB_HOST:VITALS_WEB_PORT (0 turns them off; docs/OPERATIONS.md). "
+        f"Reads {KAFKA}; VITALS_APP_ID (consumer group and table names), VITALS_DATA_DIR, VITALS_PARTITIONS, "
+        f"VITALS_REPLICATION_FACTOR, VITALS_STREAM_TAKE_*, VITALS_PRODUCER_*; {PIPELINE}; VITALS_LOG_FORMAT.",
+    )
     p.set_defaults(func=_worker)
 
-    p = subparsers.add_parser("produce", help="send JSON lines (a file or stdin) to the telemetry topic")
+    p = subparsers.add_parser(
+        "produce",
+        help="send JSON lines (a file or stdin) to the telemetry topic",
+        description="Send one telemetry message per JSON line, keyed by its device_id; lines that do not parse "
+        "are sent as they are, for the worker to dead-letter with a reason. Creates missing topics first. "
+        f"Reads {KAFKA}, VITALS_PARTITIONS.",
+    )
     p.add_argument("file", nargs="?", help="JSON lines file; '-' or nothing for stdin")
     p.add_argument("--topic", help="default: the telemetry topic")
     p.set_defaults(func=_produce)
 
-    p = subparsers.add_parser("tail", help="print a topic: " + ", ".join(TOPIC_SHORT_NAMES))
+    p = subparsers.add_parser(
+        "tail",
+        help="print a topic: " + ", ".join(TOPIC_SHORT_NAMES),
+        description="Print the records of a pipeline topic (short names: " + ", ".join(TOPIC_SHORT_NAMES) + ") "
+        "or of any topic by its full name, as topic[partition]@offset and the value, or --json. Joins no "
+        f"consumer group and commits nothing. Reads {KAFKA}.",
+    )
     p.add_argument("topic", help="a short name above or a full topic name")
     p.add_argument("--from-beginning", action="store_true")
     p.add_argument("--json", action="store_true", help="one JSON object per record")
@@ -99,5 +122,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--idle-timeout", type=float, default=0.0, help="stop after this many idle seconds (0: never)")
     p.set_defaults(func=_tail)
 
-    p = subparsers.add_parser("topics", help="create the pipeline's topics (idempotent) and list them")
+    p = subparsers.add_parser(
+        "topics",
+        help="create the pipeline's topics (idempotent) and list them",
+        description="Create the seven topics of the pipeline (telemetry, valid, dead-letter, features, scores, "
+        "alerts, acknowledgements) under VITALS_TOPIC_PREFIX with VITALS_PARTITIONS partitions and "
+        "VITALS_REPLICATION_FACTOR replicas, then list them and mark those just created. Existing topics are "
+        "left as they are (their partition count is not changed). The worker and produce do this too. "
+        f"Reads {KAFKA}, VITALS_PARTITIONS, VITALS_REPLICATION_FACTOR.",
+    )
     p.set_defaults(func=_topics)

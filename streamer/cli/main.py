@@ -28,13 +28,29 @@ COMMAND_MODULES: list[str] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streamer.cli.help_texts import COMMON
+
     parser = argparse.ArgumentParser(
         prog="vitalstream",
-        description="Stream processor for wearable vital signs (Kafka in, features, scores and alerts out).",
+        description="Stream processor for wearable vital signs (Kafka in, features, scores and alerts out). "
+        "Settings come from VITALS_* environment variables (README, Settings); `vitalstream COMMAND --help` says "
+        "which ones a command reads.",
+        epilog=COMMON,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--no-progress",
+        dest="no_bars",
+        action="store_true",
+        help="no progress bars (they are drawn only on a terminal anyway)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    eval_parser = subparsers.add_parser("eval", help="evaluate signals, models or alarm burden on real data")
+    eval_parser = subparsers.add_parser(
+        "eval",
+        help="evaluate signals, models or alarm burden on real data",
+        description="Figures on real recordings (any folder laid out like ../shared/data): signal processing, "
+        "alarm burden and the three models. `vitalstream eval WHAT --help` for each.",
+    )
     eval_subparsers = eval_parser.add_subparsers(dest="eval_command", metavar="WHAT")
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)
@@ -48,11 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from streamer.logs import configure, log_format
+
+    configure(logging.DEBUG if args.verbose else logging.INFO, log_format())
+    from streamer.progress import enable_bars
+
+    enable_bars(not args.no_bars)
     # kafka-python and aiokafka narrate every connection at INFO.
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)

@@ -16,7 +16,13 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("report", help="draw signals, features, scores and alerts of a session")
+    parser = subparsers.add_parser(
+        "report",
+        help="draw signals, features, scores and alerts of a session",
+        description="Draw one device of a session: its waveforms and numerics, with the features, scores and "
+        "alerts of an analysis (`vitalstream analyze SESSION --json`) when given, as PNG or HTML. Reads "
+        "VITALS_SQI_THRESHOLD (drawn as the usable line).",
+    )
     parser.add_argument("session", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True, help="FILE.png or FILE.html")
     parser.add_argument("--analysis", type=Path, help="JSON printed by `vitalstream analyze SESSION --json`")

@@ -16,6 +16,11 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("schemas", help="write the JSON Schemas of the wire contracts (default: schemas/)")
+    p = subparsers.add_parser(
+        "schemas",
+        help="write the JSON Schemas of the wire contracts (default: schemas/)",
+        description="Write one JSON Schema file per wire contract (telemetry, dead letter, features, scores, "
+        "alerts, acknowledgements) from the pydantic models, for clients in other languages. Reads no setting.",
+    )
     p.add_argument("directory", type=Path, nargs="?", help="target folder")
     p.set_defaults(func=_cmd)

@@ -108,14 +108,27 @@ class _ProgressBar:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    rec = subparsers.add_parser("record", help="capture topics into a session file")
+    from streamer.cli.help_texts import KAFKA
+
+    rec = subparsers.add_parser(
+        "record",
+        help="capture topics into a session file",
+        description="Capture the records of one or more topics (keys, values and timestamps) into a session "
+        f"file, until --seconds, --max-messages or Ctrl-C. Joins no consumer group. Reads {KAFKA}.",
+    )
     rec.add_argument("topics", nargs="+", metavar="TOPIC")
     rec.add_argument("-o", "--output", type=Path, required=True, help="session file to write (.jsonl.gz)")
     rec.add_argument("--seconds", type=float, help="stop after N seconds")
     rec.add_argument("--max-messages", type=int, help="stop after N messages")
     rec.add_argument("--from-beginning", action="store_true", help="start at the earliest offsets")
     rec.set_defaults(func=_cmd_record)
-    rep = subparsers.add_parser("replay", help="publish a session file into the telemetry topic")
+    rep = subparsers.add_parser(
+        "replay",
+        help="publish a session file into the telemetry topic",
+        description="Publish a session file into the telemetry topic at a chosen speed, with timestamps moved "
+        "so that the data looks live (or kept), optionally as K virtual devices per device and in a loop. "
+        f"Shows a progress bar on stderr. Reads {KAFKA}.",
+    )
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="speed factor (default 1: real time)")
     pace.add_argument("--realtime", dest="speed", action="store_const", const=1.0, help="same as --speed 1")

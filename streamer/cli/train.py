@@ -21,7 +21,12 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a model on ../shared/data and write its checkpoint")
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on ../shared/data and write its checkpoint",
+        description="Retrain a shipped model (seeded; record- or patient-level split fixed before testing) and "
+        "write its checkpoint and metrics. Reads VITALS_RECORDINGS_DIR (the data root when --data is not given).",
+    )
     parser.add_argument("name", choices=MODEL_NAMES, help="which model to train")
     parser.add_argument("--data", type=Path, default=None, help="data root (default ../shared/data)")
     parser.add_argument(

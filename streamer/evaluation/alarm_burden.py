@@ -31,6 +31,7 @@ from streamer.alerts.conditions import LIMIT_RULES, NEWS2_RULES, news2_values
 from streamer.alerts.policy import AlertPolicy
 from streamer.config import Settings
 from streamer.contracts import AlertState
+from streamer.progress import track
 from streamer.records import FeatureWindow
 from streamer.sessions.bidmc import read_csv_columns
 
@@ -109,7 +110,7 @@ def evaluate(bidmc_dir: Path, window_s: int = 60, settings: Settings | None = No
     """Alarm burden over every ``bidmc_NN_Numerics.csv`` in ``bidmc_dir``."""
     settings = settings or Settings()
     rows = []
-    for path in sorted(bidmc_dir.glob("bidmc_*_Numerics.csv")):
+    for path in track(sorted(bidmc_dir.glob("bidmc_*_Numerics.csv")), desc="bidmc"):
         record = path.name.removesuffix("_Numerics.csv")
         num = load_numerics(path)
         naive = naive_alarms(num)

@@ -21,6 +21,7 @@ import numpy as np
 
 from streamer.config import Settings
 from streamer.contracts import WaveformMessage
+from streamer.progress import track
 from streamer.records import FeatureWindow
 from streamer.sessions.bidmc import read_csv_columns
 from streamer.signals.device import DeviceSignalProcessor
@@ -271,11 +272,11 @@ def _records(folder: Path) -> list[str]:
 
 def evaluate(mitdb: Path | None, bidmc: Path | None, heartpy: Path | None) -> dict[str, Any]:
     """Every record found in the given folders, then the pooled figures."""
-    records = [evaluate_mitdb_record(mitdb, r) for r in _records(mitdb)] if mitdb else []
-    records += [evaluate_bidmc_record(bidmc, r) for r in _records(bidmc)] if bidmc else []
+    records = [evaluate_mitdb_record(mitdb, r) for r in track(_records(mitdb), desc="mitdb")] if mitdb else []
+    records += [evaluate_bidmc_record(bidmc, r) for r in track(_records(bidmc), desc="bidmc")] if bidmc else []
     if heartpy is not None:
         files = sorted(p for p in heartpy.iterdir() if p.name.startswith("data") and ".csv" in p.name)
-        records += [evaluate_heartpy_file(p) for p in files]
+        records += [evaluate_heartpy_file(p) for p in track(files, desc="heartpy")]
     return {"records": [_summary(r) for r in records], "aggregate": aggregate(records)}
 
 

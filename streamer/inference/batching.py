@@ -8,7 +8,8 @@ existed and was removed: with one agent owning every device of a worker it had n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamer.inference.predictor import StepRequest, StepResult
@@ -22,10 +23,16 @@ class MicroBatcher:
             raise ValueError("max_batch_size must be at least 1")
         self.predictor = predictor
         self.max_batch_size = max_batch_size
+        # Called after each model batch with (model name, batch size, max batch size, seconds): the worker's metrics.
+        self.observer: Callable[[str, int, int, float], None] | None = None
 
     def infer_batch(self, requests: Sequence[StepRequest]) -> list[StepResult]:
         """Run all requests now, in chunks of at most ``max_batch_size``, results in request order."""
         results: list[StepResult] = []
         for s in range(0, len(requests), self.max_batch_size):
-            results += self.predictor.step_batch(requests[s : s + self.max_batch_size])
+            chunk = requests[s : s + self.max_batch_size]
+            started_s = time.perf_counter()
+            results += self.predictor.step_batch(chunk)
+            if self.observer is not None:
+                self.observer(self.predictor.name, len(chunk), self.max_batch_size, time.perf_counter() - started_s)
         return results

@@ -14,7 +14,9 @@ from streamer.config import Settings
 from streamer.contracts import ReasonCode
 from streamer.ingest.dedup import SeqStatus, SeqTracker
 from streamer.ingest.validation import Accepted, Rejected, dead_letter, validate
+from streamer.kafka import metrics
 from streamer.kafka.app import AppTopics
+from streamer.logs import DeadLetterLog
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
         key_type=bytes,  # raw keys; values use the app default serializer (json)
     )
     counts: Counter[str] = Counter()
+    dlq_log = DeadLetterLog(log, interval_s=10.0)  # flushed by report_counts
     valid_topic, dlq_topic = settings.topics.telemetry_valid, settings.topics.dlq
 
     @app.agent(topics.telemetry, name="ingest")
@@ -83,6 +86,7 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.stream_take_max, within=settings.stream_take_within_s
         ):
+            started_s = time.perf_counter()
             trackers: dict[bytes, SeqTracker] = {}
             outgoing: list[Outgoing] = []
             for event in events:
@@ -90,6 +94,7 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
             await publish(app, outgoing)
             for key, tracker in trackers.items():
                 seq_table[key] = tracker.to_state()
+            metrics.batch_done("ingest", len(events), started_s)
 
     def _ingest_one(event: Any, trackers: dict[bytes, SeqTracker], outgoing: list[Outgoing]) -> None:
         msg, raw = event.message, event.value
@@ -117,6 +122,7 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
         status = tracker.check(result.message.seq, result.message.ts_ms)
         if status is SeqStatus.DUPLICATE:
             counts["duplicate"] += 1
+            metrics.DUPLICATES.inc()
         elif status is SeqStatus.STALE:
             stale = Rejected(
                 ReasonCode.STALE_SEQ,
@@ -127,26 +133,22 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
             outgoing.append(_to_dlq(raw, stale, msg, now))
         else:
             counts["valid"] += 1
+            metrics.VALID.inc()
             headers = {"ingest_ts_ms": str(now).encode(), "src": f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()}
             outgoing.append((valid_topic, device, raw, headers))
 
     def _to_dlq(raw: Any, rejected: Rejected, msg: Any, now: int) -> Outgoing:
         counts[f"dlq.{rejected.code}"] += 1
+        metrics.dead_lettered(rejected.code)
         body = raw if isinstance(raw, bytes) else b""
         letter = dead_letter(body, rejected, topic=msg.topic, partition=msg.partition, offset=msg.offset, now_ms=now)
-        log.warning(
-            "dead-letter %s[%d]@%d %s: %s",
-            msg.topic,
-            msg.partition,
-            msg.offset,
-            rejected.code,
-            rejected.reason[:200],
-        )
+        dlq_log.add(rejected.code, f"{msg.topic}[{msg.partition}]@{msg.offset}", rejected.device_id, rejected.reason)
         key = rejected.device_id.encode() if rejected.device_id else None
         return (dlq_topic, key, letter.model_dump_json().encode(), None)
 
     @app.timer(interval=10.0)
     async def report_counts() -> None:
+        dlq_log.flush()
         if counts:
             log.info("ingest counts: %s", dict(sorted(counts.items())))
 
@@ -187,12 +189,14 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
         key_type=bytes,  # raw keys; values use the app default serializer (json)
     )
     pipeline = Pipeline(settings, _load_inference(settings))
+    metrics.watch_pipeline(pipeline)
     lock = asyncio.Lock()  # the stream, the wall-clock timer and acks all touch the same device runtimes
     names = settings.topics
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         pipeline.forget()
+        metrics.state_forgotten()
 
     def _outgoing(out: PipelineOutput) -> list[Outgoing]:
         now = _now_ms()
@@ -204,13 +208,16 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
         for a in out.alerts:
             stamped = a.model_copy(update={"latency": a.latency.model_copy(update={"publish_ts_ms": now})})
             items.append((names.alerts, a.device_id.encode(), stamped.model_dump_json().encode(), None))
+        metrics.alerts_published(out.alerts, now)
         return items
 
     def _persist(devices: set[str], out: PipelineOutput) -> None:
         for dev in devices:
             rt = pipeline.devices.get(dev)
             if rt is not None:
-                state_table[dev.encode()] = encode_state(rt.to_state())
+                packed = encode_state(rt.to_state())
+                state_table[dev.encode()] = packed
+                metrics.state_written(dev, len(packed))
         for a in out.alerts:
             alert_index[a.alert_id.encode()] = a.device_id
 
@@ -221,6 +228,7 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.stream_take_max, within=settings.stream_take_within_s
         ):
+            started_s = time.perf_counter()
             batch = []
             for event in events:
                 headers = dict(event.message.headers or ())
@@ -237,6 +245,7 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
                     continue
                 await publish(app, _outgoing(out))
                 _persist(devices, out)
+            metrics.batch_done("pipeline", len(events), started_s)
 
     async def _one_by_one(events: list[Any], batch: list[Any], devices: set[str]) -> None:
         loop = asyncio.get_running_loop()
@@ -251,6 +260,7 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
                 pipeline.devices.pop(dev, None)
                 msg = event.message
                 rejected = Rejected(ReasonCode.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:2000], dev)
+                metrics.dead_lettered(rejected.code)
                 letter = dead_letter(
                     event.value, rejected, topic=msg.topic, partition=msg.partition, offset=msg.offset, now_ms=_now_ms()
                 )
@@ -280,6 +290,7 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
     async def acks(stream: faust.StreamT[bytes]) -> None:
         await warm_metadata(app, state_table, alert_index)
         async for raw in stream:
+            metrics.MESSAGES_IN.labels("acks").inc()
             try:
                 ack = AlertAck.model_validate_json(raw)
             except ValueError as exc:

@@ -91,13 +91,18 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     """Create the topics, wire the agents and run a Faust worker until SIGINT/SIGTERM."""
     from streamer.kafka.agents import wire
     from streamer.kafka.topics import ensure_topics
+    from streamer.kafka.web import attach
+    from streamer.logs import dict_config
 
     ensure_topics(settings)
     app, topics = build_app(settings)
     wire(app, topics, settings)
+    attach(app, settings)
     # Faust's producer buffer holds 100 table writes before it blocks the stream; batches of
     # stream.take() touch up to stream_take_max devices at once, so let the buffer hold one batch.
     app.producer.buffer.max_messages = max(100, 2 * settings.stream_take_max)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # JSON lines for log shippers; text keeps Faust's own (coloured on a terminal) format.
+    logging_config = dict_config(loglevel.upper(), "json") if settings.log_format == "json" else None
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=logging_config)
     worker.execute_from_commandline()
     return 0

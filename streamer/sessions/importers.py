@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from streamer.config import Settings
 from streamer.contracts import TELEMETRY, VitalsMessage
+from streamer.progress import track
 from streamer.sessions.bidmc import read_csv_columns
 from streamer.sessions.format import SessionRecord, SessionWriter
 
@@ -238,7 +239,7 @@ def record_paths(kind: str, path: Path) -> list[Path]:
 def _timed_records(kind: str, path: Path, summary: ImportSummary) -> Iterator[Iterator[tuple[int, bytes, bytes]]]:
     records = record_paths(kind, path)
     reader = READERS[kind][0]
-    for record in records:
+    for record in track(records, desc=f"import {kind}"):
         device_id, pending = reader(record, summary)
         log.debug("read %s as %s: %d messages", record, device_id, len(pending))
         yield _messages(device_id, pending, summary)

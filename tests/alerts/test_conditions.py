@@ -18,7 +18,7 @@ from streamer.alerts.conditions import (
     priority_of,
     step,
 )
-from streamer.contracts import Condition, Priority
+from streamer.contracts import PRIORITY_RANK, Condition, Priority
 
 pytestmark = pytest.mark.unit
 
@@ -121,11 +121,18 @@ def test_predicates_print_for_evidence():
         (Condition.TEMP_HIGH, Priority.LOW),
         (Condition.LOW_SIGNAL_QUALITY, Priority.LOW),
         (Condition.DEVICE_SILENT, Priority.MEDIUM),
-        (Condition.MODEL_UNAVAILABLE, Priority.LOW),
+        (Condition.MODEL_UNAVAILABLE, Priority.MEDIUM),
     ],
 )
 def test_iec_priority_mapping(condition, priority):
     assert priority_of(condition) is priority
+
+
+def test_a_lost_model_alarms_at_least_as_urgently_as_what_it_monitors():
+    # IEC 60601-1-8 technical alarm: the monitoring function behind a physiological alert is gone
+    lost = PRIORITY_RANK[priority_of(Condition.MODEL_UNAVAILABLE)]
+    assert lost >= PRIORITY_RANK[Priority.MEDIUM]
+    assert all(lost >= PRIORITY_RANK[rule.priority] for rule in MODEL_RULES.values())
 
 
 def test_every_condition_has_a_priority():
