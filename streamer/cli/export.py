@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from streamer.cli import help_texts
+
 
 def _fhir(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
@@ -48,9 +50,20 @@ def _fhir(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="export the topics in another format (fhir)")
+    p = subparsers.add_parser(
+        "export",
+        help="export the topics in another format (fhir)",
+        description="Export what the pipeline published (features, scores, alerts) in another format; today FHIR R4. "
+        f"Reads {help_texts.KAFKA}.",
+    )
     formats = p.add_subparsers(dest="export_format", metavar="FORMAT", required=True)
-    f = formats.add_parser("fhir", help="features, scores and alerts on the topics as a FHIR R4 transaction Bundle")
+    f = formats.add_parser(
+        "fhir",
+        help="features, scores and alerts on the topics as a FHIR R4 transaction Bundle",
+        description="Read the feature, score and alert topics from the beginning until idle and write one FHIR R4 "
+        "transaction Bundle: vital-sign Observations (LOINC, UCUM), score Observations, one DetectedIssue per alert, "
+        f"all linked to a Device by its pseudonymous id. Reads {help_texts.KAFKA}.",
+    )
     f.add_argument("-o", "--output", type=Path, help="BUNDLE.json (default: stdout)")
     f.add_argument("--device", action="append", help="only this device (repeatable)")
     f.add_argument("--no-scores", action="store_true", help="leave out the model score Observations")
