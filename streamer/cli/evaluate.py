@@ -43,6 +43,11 @@ def _print_alarms(result: dict) -> None:
     print(f"{r['n_records']} records, {r['patient_hours']} patient-hours, {r['window_s']} s windows: policy "
           f"{r['policy_alerts_per_patient_hour']} vs naive {r['naive_alerts_per_patient_hour']} "
           "physiological alerts per patient-hour")  # fmt: skip
+    s = r["sustained_breaches"]
+    print(f"sustained breaches (>= 2 min beyond a limit): {s['n_alerted']} of {s['n_breaches']} alerted, median "
+          f"latency {s['median_latency_s']} s, worst {s['max_latency_s']} s")  # fmt: skip
+    for condition, c in r["sustained_breaches_by_condition"].items():
+        print(f"  {condition:<16} {c['n_alerted']} of {c['n_breaches']} alerted, median {c['median_latency_s']} s")
 
 
 def _alarms(args: argparse.Namespace) -> int:
