@@ -176,10 +176,10 @@ def evaluate_bidmc_record(folder: Path, record: str, settings: Settings | None =
             if w.usable and rate is not None and len(monitor):
                 hr_err.append(abs(rate - float(np.mean(monitor))))
             # Resp coverage counts good PPG windows with a full resp window and a reference rate.
-            full = end - settings.resp_window_s >= 0 and ref_rr is not None
-            n_ppg_resp += bool(full and w.usable)
+            full = end - settings.resp_window_s >= 0
+            n_ppg_resp += bool(full and w.usable and ref_rr is not None)
             est = w.features.get("resp_rate_bpm_ppg")
-            if est is not None and full:
+            if est is not None and ref_rr is not None and full:
                 rr_ppg_err.append(abs(est - ref_rr))
         elif w.signal == "resp" and end - start >= settings.resp_window_s and ref_rr is not None:
             n_resp += 1

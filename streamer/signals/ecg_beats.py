@@ -20,6 +20,11 @@ _LOOKAHEAD_S = 0.18  # a candidate must be the largest integrated energy within 
 _REFRACTORY_S = 0.2
 _T_WAVE_S = 0.36
 _HISTORY_S = 4.0  # kept for refinement and search-back
+# Search back for a missed beat once 1.5 mean RR intervals passed without one (Hamilton & Tompkins, IEEE TBME
+# 33(12):1157-1165, 1986; Pan-Tompkins used 1.66): a premature beat with its pause spans about 1.5 RR.
+_SEARCH_BACK_RR = 1.5
+# 3 s of history: every chunking still holds it at decision time (_HISTORY_S less the lookahead).
+_FLUTTER_SPAN_S, _FLUTTER_LEAKAGE = 3.0, 0.406
 
 
 # Threshold = noise level + 0.3 x (signal level - noise level); with |slope| (not its square) integrated, wide
@@ -29,6 +34,23 @@ _THR_FRAC = 0.3
 
 def _energy(d: np.ndarray) -> np.ndarray:
     return np.abs(d)
+
+
+def vf_leakage(x: np.ndarray) -> float:
+    """VF-filter leakage: how much of ``x`` leaks through a notch at its own mean frequency (0 for a sinusoid).
+
+    >>> t = np.arange(0, 3, 1 / 360)
+    >>> vf_leakage(np.sin(2 * np.pi * 4.5 * t)) < 0.05
+    True
+    """
+    steps = float(np.sum(np.abs(np.diff(x))))
+    if steps == 0.0:
+        return 1.0
+    half_period = int(np.pi * float(np.sum(np.abs(x))) / steps + 0.5)
+    if not 1 <= half_period < len(x):
+        return 1.0
+    a, b = x[half_period:], x[:-half_period]
+    return float(np.sum(np.abs(a + b)) / np.sum(np.abs(a) + np.abs(b)))
 
 
 def _sliding_max(x: np.ndarray, width: int) -> np.ndarray:
@@ -58,6 +80,7 @@ class EcgBeatDetector(_Detector):
         self.last_qrs = -(10**9)
         self.last_slope = 0.0
         self.rr: list[int] = []
+        self.low_leakage = False  # the last accepted candidate looked like flutter (see in_flutter)
         self._derive_constants()
 
     def _derive_constants(self) -> None:
@@ -130,28 +153,32 @@ class EcgBeatDetector(_Detector):
         thr1, _ = self._thresholds()
         if peak > thr1:
             r_idx, slope = self._refine(i)
-            is_t_wave = i - self.last_qrs < _T_WAVE_S * self.fs_hz and slope < 0.5 * self.last_slope
-            if not is_t_wave:
+            if not self._is_t_wave(i, slope):
                 self.spki = 0.125 * peak + 0.875 * self.spki
                 return beats + self._accept(i, r_idx, slope)
         self.npki = 0.125 * peak + 0.875 * self.npki
         self.noise_cands.append([i, peak])
         return beats
 
+    def _is_t_wave(self, i: int, slope: float) -> bool:
+        """Within the T-wave window of the last QRS and less than half its steepness: its T wave."""
+        return i - self.last_qrs < _T_WAVE_S * self.fs_hz and slope < 0.5 * self.last_slope
+
     def _search_back(self, i: int) -> list[int]:
-        if len(self.rr) < 2 or i - self.last_qrs <= 1.66 * float(np.mean(self.rr)):
+        if len(self.rr) < 2 or i - self.last_qrs <= _SEARCH_BACK_RR * float(np.mean(self.rr)):
             return []
         _, thr2 = self._thresholds()
         # Only candidates whose samples every chunking still holds (the buffer start depends on chunk sizes).
         held = i + self.w - self.hist + self.n_mwi + self.delay
         floor = max(self.last_qrs + _REFRACTORY_S * self.fs_hz, held)
-        found = [c for c in self.noise_cands if c[1] > thr2 and c[0] >= floor]
-        if not found:
-            return []
-        idx, peak = max(found, key=lambda c: c[1])
-        self.spki = 0.25 * peak + 0.75 * self.spki
-        r_idx, slope = self._refine(int(idx))
-        return self._accept(int(idx), r_idx, slope)
+        found = sorted((c for c in self.noise_cands if c[1] > thr2 and c[0] >= floor), key=lambda c: -c[1])
+        for idx, peak in found:
+            # The largest candidate is often the T wave of the last beat: the same slope test as in _decide.
+            r_idx, slope = self._refine(int(idx))
+            if not self._is_t_wave(int(idx), slope):
+                self.spki = 0.25 * peak + 0.75 * self.spki
+                return self._accept(int(idx), r_idx, slope)
+        return []
 
     def _refine(self, i: int) -> tuple[int, float]:
         """R peak = largest |bandpassed| sample in the integration window ending at ``i``, moved back by the
@@ -167,7 +194,19 @@ class EcgBeatDetector(_Detector):
             self.rr = (self.rr + [i - self.last_qrs])[-8:]
         self.last_qrs, self.last_slope = i, slope
         self.noise_cands = []
-        return [r_idx]
+        # Flutter is sustained: two decisions in a row on near-sinusoidal ECG (one alone happens in wide
+        # bundle-branch-block beats, MIT-BIH 109).
+        low, self.low_leakage = self.low_leakage, self.in_flutter(i)
+        return [] if low and self.low_leakage else [r_idx]
+
+    def in_flutter(self, i: int) -> bool:
+        """Whether the 3 s of bandpassed ECG up to ``i`` look like ventricular flutter or fibrillation: a
+        near-sinusoid, by the VF-filter leakage of Kuo & Dillman (Computers in Cardiology 1978), below 0.406
+        as in Amann et al.'s comparison (BioMed Eng OnLine 4:60, 2005). A flutter wave is no R peak: counting
+        it as one gave a heart rate and a false beat per wave, so the detector withholds it (a technical
+        condition, not a rhythm for RR-based models)."""
+        lo = max(i - round(_FLUTTER_SPAN_S * self.fs_hz), 0)
+        return vf_leakage(self.bp[lo - self.buf_start : i + 1 - self.buf_start]) < _FLUTTER_LEAKAGE
 
     def _trim(self) -> None:
         cut = self.n_seen - self.hist
@@ -190,6 +229,7 @@ class EcgBeatDetector(_Detector):
             "pending": list(self.pending),
             "noise_cands": [list(c) for c in self.noise_cands],
             "rr": list(self.rr),
+            "low_leakage": self.low_leakage,
         }
 
     @classmethod
@@ -203,6 +243,7 @@ class EcgBeatDetector(_Detector):
         self.bp, self.mwi = np.asarray(state["bp"], dtype=float), np.asarray(state["mwi"], dtype=float)
         self.pending, self.rr = list(state["pending"]), list(state["rr"])
         self.noise_cands = [[int(c[0]), float(c[1])] for c in state["noise_cands"]]
+        self.low_leakage = bool(state.get("low_leakage", False))  # absent in states saved before it existed
         self._derive_constants()
         return self
 
