@@ -34,7 +34,7 @@ from streamer.alerts.conditions import LIMIT_RULES, NEWS2_RULES, news2_values
 from streamer.alerts.policy import AlertPolicy
 from streamer.config import Settings, recordings_dir
 from streamer.contracts import Alert, AlertState
-from streamer.evaluation.breaches import Episode, score_breaches, summarise, sustained_breaches
+from streamer.evaluation.breaches import MIN_BREACH_S, Episode, score_breaches, summarise, sustained_breaches
 from streamer.records import FeatureWindow
 
 COLUMNS = {"HR": "heart_rate_bpm", "RESP": "resp_rate_bpm", "SpO2": "spo2_pct"}
@@ -133,8 +133,10 @@ def _track_episode(episodes: list[Episode], alert: Alert) -> None:
                 episodes[k] = Episode(ep.condition, ep.raised_s, t_s)
 
 
-def evaluate(bidmc_dir: Path, window_s: int = 60, settings: Settings | None = None) -> dict:
-    """Alarm burden over every ``bidmc_NN_Numerics.csv`` in ``bidmc_dir``."""
+def evaluate(
+    bidmc_dir: Path, window_s: int = 60, settings: Settings | None = None, breach_min_s: float = MIN_BREACH_S
+) -> dict:
+    """Alarm burden over every ``bidmc_NN_Numerics.csv`` in ``bidmc_dir``, and the sustained breaches caught."""
     settings = settings or Settings()
     rows = []
     for path in sorted(bidmc_dir.glob("bidmc_*_Numerics.csv")):
@@ -142,7 +144,7 @@ def evaluate(bidmc_dir: Path, window_s: int = 60, settings: Settings | None = No
         num = load_numerics(path)
         naive = naive_alarms(num)
         pol = policy_alerts(record, num, window_s, settings)
-        breaches = score_breaches(sustained_breaches(num), pol["episodes"], grace_s=window_s)
+        breaches = score_breaches(sustained_breaches(num, breach_min_s), pol["episodes"], grace_s=window_s)
         rows.append({
             "record": record,
             "duration_s": len(num["Time [s]"]),
@@ -158,6 +160,7 @@ def evaluate(bidmc_dir: Path, window_s: int = 60, settings: Settings | None = No
     return {
         "dataset": "BIDMC PPG and Respiration (PhysioNet bidmc 1.0.0)",
         "window_s": window_s,
+        "breach_min_s": breach_min_s,
         "n_records": len(rows),
         "patient_hours": round(hours, 4),
         "policy_alerts_per_patient_hour": _rate(rows, "policy_alerts", hours),

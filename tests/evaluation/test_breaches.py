@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
+from streamer.cli import main as cli
 from streamer.evaluation.alarm_burden import evaluate
 from streamer.evaluation.breaches import Breach, Episode, breach_latency_s, summarise, sustained_breaches
 
@@ -91,3 +94,13 @@ def test_eval_alarms_reports_a_desaturation_that_the_quality_gate_hid(tmp_path):
     num["PULSE"][:] = 80.0  # the same desaturation with an agreeing pulse is alerted
     _write(tmp_path, "bidmc_91", num)
     assert evaluate(tmp_path, window_s=60)["sustained_breaches"]["n_alerted"] == 1
+
+
+def test_eval_alarms_cli_takes_the_shortest_breach_and_reports_it(tmp_path, capsys):
+    hr = np.full(600, 80.0)
+    hr[120:210] = 145.0  # 90 s: sustained at --breach-min-s 60, not at the default 120
+    _write(tmp_path, "bidmc_92", numerics(hr))
+    for min_s, expected in ((120, 0), (60, 1)):
+        assert cli.main(["eval", "alarms", "--bidmc", str(tmp_path), "--json", "--breach-min-s", str(min_s)]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["breach_min_s"] == min_s and result["sustained_breaches"]["n_breaches"] == expected
