@@ -29,8 +29,8 @@ def test_every_record_was_evaluated(figures) -> None:
 
 
 def test_qrs_detection_on_mitdb(figures) -> None:
-    agg = figures["aggregate"]  # measured 99.72 / 99.77 (first 10 s excluded, 150 ms match window)
-    assert agg["qrs_sensitivity_pct"] >= 99.6
+    agg = figures["aggregate"]  # measured 99.75 / 99.75 (first 10 s excluded, 150 ms match window)
+    assert agg["qrs_sensitivity_pct"] >= 99.7  # 99.72 before the search-back changes of issue 15
     assert agg["qrs_ppv_pct"] >= 99.6
     per_record = {r["record"]: r for r in figures["records"] if r["dataset"] == "mitdb"}
     assert min(r["sensitivity_pct"] for r in per_record.values()) >= 98.5  # worst: 201 (aberrant APCs)
@@ -53,8 +53,9 @@ def test_respiratory_rate_on_bidmc(figures) -> None:
     agg = figures["aggregate"]
     assert agg["resp_rate_mae_bpm_impedance"] <= 1.0  # measured 0.60 over 99% of windows
     assert agg["resp_rate_coverage_pct_impedance"] >= 95.0
-    assert agg["resp_rate_mae_bpm_ppg"] <= 3.0  # measured 2.76, but only over 36% of windows
-    assert agg["resp_rate_coverage_pct_ppg"] >= 30.0
+    # Issue 15: quality-weighted fusion instead of refusing on disagreement (was 2.75 over 38% of windows).
+    assert agg["resp_rate_mae_bpm_ppg"] <= 3.0
+    assert agg["resp_rate_coverage_pct_ppg"] >= 90.0
 
 
 def test_heartpy_examples_give_plausible_rates(figures) -> None:
