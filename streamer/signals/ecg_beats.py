@@ -155,7 +155,7 @@ class EcgBeatDetector(_Detector):
             r_idx, slope = self._refine(i)
             if not self._is_t_wave(i, slope):
                 self.spki = 0.125 * peak + 0.875 * self.spki
-                return beats + self._accept(i, r_idx, slope)
+                return beats + self._accept(i, r_idx, slope, i)
         self.npki = 0.125 * peak + 0.875 * self.npki
         self.noise_cands.append([i, peak])
         return beats
@@ -177,7 +177,7 @@ class EcgBeatDetector(_Detector):
             r_idx, slope = self._refine(int(idx))
             if not self._is_t_wave(int(idx), slope):
                 self.spki = 0.25 * peak + 0.75 * self.spki
-                return self._accept(int(idx), r_idx, slope)
+                return self._accept(int(idx), r_idx, slope, i)
         return []
 
     def _refine(self, i: int) -> tuple[int, float]:
@@ -189,23 +189,25 @@ class EcgBeatDetector(_Detector):
         slope = float(np.max(np.abs(np.diff(seg)))) if len(seg) > 1 else 0.0
         return max(lo + j - (self.delay - 2), 0), slope
 
-    def _accept(self, i: int, r_idx: int, slope: float) -> list[int]:
+    def _accept(self, i: int, r_idx: int, slope: float, now: int) -> list[int]:
+        """Accept candidate ``i`` (R peak at ``r_idx``), decided while candidate ``now`` is judged."""
         if self.last_qrs > -(10**9):
             self.rr = (self.rr + [i - self.last_qrs])[-8:]
         self.last_qrs, self.last_slope = i, slope
         self.noise_cands = []
         # Flutter is sustained: two decisions in a row on near-sinusoidal ECG (one alone happens in wide
         # bundle-branch-block beats, MIT-BIH 109).
-        low, self.low_leakage = self.low_leakage, self.in_flutter(i)
+        low, self.low_leakage = self.low_leakage, self.in_flutter(i, now)
         return [] if low and self.low_leakage else [r_idx]
 
-    def in_flutter(self, i: int) -> bool:
-        """Whether the 3 s of bandpassed ECG up to ``i`` look like ventricular flutter or fibrillation: a
+    def in_flutter(self, i: int, now: int) -> bool:
+        """Whether the 3 s of bandpassed ECG up to candidate ``i`` look like ventricular flutter or fibrillation: a
         near-sinusoid, by the VF-filter leakage of Kuo & Dillman (Computers in Cardiology 1978), below 0.406
         as in Amann et al.'s comparison (BioMed Eng OnLine 4:60, 2005). A flutter wave is no R peak: counting
         it as one gave a heart rate and a false beat per wave, so the detector withholds it (a technical
         condition, not a rhythm for RR-based models)."""
-        lo = max(i - round(_FLUTTER_SPAN_S * self.fs_hz), 0)
+        # A search-back candidate can be older than the history every chunking holds while ``now`` is judged.
+        lo = max(i - round(_FLUTTER_SPAN_S * self.fs_hz), now + self.w - self.hist, 0)
         return vf_leakage(self.bp[lo - self.buf_start : i + 1 - self.buf_start]) < _FLUTTER_LEAKAGE
 
     def _trim(self) -> None:

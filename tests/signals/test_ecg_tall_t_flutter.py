@@ -85,3 +85,16 @@ def test_vf_leakage_separates_a_sinusoid_from_an_ecg(flutter) -> None:
     assert vf_leakage(x[int(25 * FS) : int(28 * FS)]) < 0.1
     assert vf_leakage(x[int(5 * FS) : int(8 * FS)]) > 0.406
     assert vf_leakage(np.zeros(100)) == 1.0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_search_back_and_flutter_checks_are_chunk_invariant_in_long_pauses(seed) -> None:
+    # 30/min with pauses: search-back accepts candidates seconds old, near the edge of the kept history.
+    x, _ = tall_t_ecg(1.0, pauses=(3, 4, 9, 10, 15))
+    x = np.repeat(x, 2)[: len(x)]  # half the rate: RR 2 s, pauses 3.6 s
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, len(x)), size=60, replace=False))
+    edges = [0, *cuts.tolist(), len(x)]
+    det = EcgBeatDetector(FS)
+    parts = [det.update(x[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    assert np.array_equal(np.concatenate([*parts, det.flush()]), ecg_r_peaks(x, FS))
