@@ -43,6 +43,11 @@ def _print_alarms(result: dict) -> None:
     print(f"{r['n_records']} records, {r['patient_hours']} patient-hours, {r['window_s']} s windows: policy "
           f"{r['policy_alerts_per_patient_hour']} vs naive {r['naive_alerts_per_patient_hour']} "
           "physiological alerts per patient-hour")  # fmt: skip
+    s = r["sustained_breaches"]
+    print(f"sustained breaches (>= {r['breach_min_s']:g} s beyond a limit): {s['n_alerted']} of {s['n_breaches']} alerted, median "
+          f"latency {s['median_latency_s']} s, worst {s['max_latency_s']} s")  # fmt: skip
+    for condition, c in r["sustained_breaches_by_condition"].items():
+        print(f"  {condition:<16} {c['n_alerted']} of {c['n_breaches']} alerted, median {c['median_latency_s']} s")
 
 
 def _alarms(args: argparse.Namespace) -> int:
@@ -51,7 +56,7 @@ def _alarms(args: argparse.Namespace) -> int:
     bidmc_dir = Path(args.bidmc)
     if not any(bidmc_dir.glob("bidmc_*_Numerics.csv")):
         raise SystemExit(f"no bidmc_NN_Numerics.csv in {bidmc_dir}")
-    result = evaluate(bidmc_dir, window_s=args.window_s)
+    result = evaluate(bidmc_dir, window_s=args.window_s, breach_min_s=args.breach_min_s)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
@@ -134,6 +139,7 @@ def register_eval(eval_subparsers: Any) -> None:
     )
     p.add_argument("--bidmc", default=str(data / "bidmc"), help="folder with bidmc_NN_Numerics.csv")
     p.add_argument("--window-s", type=int, default=60, help="numerics window for the policy, seconds")
+    p.add_argument("--breach-min-s", type=float, default=120.0, help="shortest run beyond a limit that must alert")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
     p.set_defaults(func=_alarms)
     _register_models(eval_subparsers)

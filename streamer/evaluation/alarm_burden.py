@@ -1,4 +1,4 @@
-"""``vitalstream eval alarms``: alerts per patient-hour on BIDMC, our policy against naive threshold alarms.
+"""``vitalstream eval alarms``: alerts per patient-hour on BIDMC against naive alarms, and sustained breaches caught.
 
 Data: BIDMC PPG and Respiration Dataset (Pimentel MAF et al., "Toward a robust estimation of respiratory
 rate from pulse oximeters", IEEE TBME 64(8):1914-1923, 2017) from PhysioNet (Goldberger AL et al.,
@@ -11,6 +11,9 @@ used twice:
 - policy: the numerics are cut into tumbling windows of ``window_s`` (medians, min and max) and fed,
   with a PPG quality window before each, through ``AlertPolicy``; RAISED transitions of physiological
   conditions are counted. An incomplete last window is dropped.
+- sustained breaches (:mod:`streamer.evaluation.breaches`): runs of >= 2 minutes beyond a limit in the 1 Hz
+  numerics, and whether the policy's episodes covered each one and how late. Fewer alerts only count as a
+  gain if these are still caught.
 
 PPG quality proxy (a hook until streamer/signals/quality.py): the fraction of seconds in the window whose PPG
 pulse rate (PULSE) agrees with the ECG heart rate (HR) within 10 bpm. A pulse oximeter that counts the
@@ -30,7 +33,8 @@ import numpy as np
 from streamer.alerts.conditions import LIMIT_RULES, NEWS2_RULES, news2_values
 from streamer.alerts.policy import AlertPolicy
 from streamer.config import Settings
-from streamer.contracts import AlertState
+from streamer.contracts import Alert, AlertState
+from streamer.evaluation.breaches import MIN_BREACH_S, Episode, score_breaches, summarise, sustained_breaches
 from streamer.progress import track
 from streamer.records import FeatureWindow
 from streamer.sessions.bidmc import read_csv_columns
@@ -88,6 +92,7 @@ def policy_alerts(record: str, num: dict[str, np.ndarray], window_s: int, settin
     """Feed one record through ``AlertPolicy``; count RAISED transitions by condition."""
     policy = AlertPolicy(record, settings)
     raised: Counter = Counter()
+    episodes: list[Episode] = []
     low_windows = 0
     t0_s = int(num["Time [s]"][0])
     for k in range(len(num["Time [s]"]) // window_s):
@@ -101,13 +106,32 @@ def policy_alerts(record: str, num: dict[str, np.ndarray], window_s: int, settin
         for alert in policy.on_window(ppg) + policy.on_window(numerics):
             if alert.state is AlertState.RAISED:
                 raised[alert.condition.value] += 1
+            _track_episode(episodes, alert)
     physio = {c: n for c, n in raised.items() if c in PHYSIOLOGICAL}
     technical = {c: n for c, n in raised.items() if c not in PHYSIOLOGICAL}
-    return {"physiological": physio, "technical": technical, "ppg_low_quality_windows": low_windows}
+    return {
+        "physiological": physio,
+        "technical": technical,
+        "ppg_low_quality_windows": low_windows,
+        "episodes": episodes,
+    }
 
 
-def evaluate(bidmc_dir: Path, window_s: int = 60, settings: Settings | None = None) -> dict:
-    """Alarm burden over every ``bidmc_NN_Numerics.csv`` in ``bidmc_dir``."""
+def _track_episode(episodes: list[Episode], alert: Alert) -> None:
+    """Episodes in record seconds: a RAISED alert opens one, a RESOLVED alert closes the open one."""
+    t_s = alert.transition_ts_ms / 1000.0
+    if alert.state is AlertState.RAISED:
+        episodes.append(Episode(alert.condition.value, t_s, None))
+    elif alert.state is AlertState.RESOLVED:
+        for k, ep in enumerate(episodes):
+            if ep.condition == alert.condition.value and ep.resolved_s is None:
+                episodes[k] = Episode(ep.condition, ep.raised_s, t_s)
+
+
+def evaluate(
+    bidmc_dir: Path, window_s: int = 60, settings: Settings | None = None, breach_min_s: float = MIN_BREACH_S
+) -> dict:
+    """Alarm burden over every ``bidmc_NN_Numerics.csv`` in ``bidmc_dir``, and the sustained breaches caught."""
     settings = settings or Settings()
     rows = []
     for path in track(sorted(bidmc_dir.glob("bidmc_*_Numerics.csv")), desc="bidmc"):
@@ -115,6 +139,7 @@ def evaluate(bidmc_dir: Path, window_s: int = 60, settings: Settings | None = No
         num = load_numerics(path)
         naive = naive_alarms(num)
         pol = policy_alerts(record, num, window_s, settings)
+        breaches = score_breaches(sustained_breaches(num, breach_min_s), pol["episodes"], grace_s=window_s)
         rows.append({
             "record": record,
             "duration_s": len(num["Time [s]"]),
@@ -124,11 +149,13 @@ def evaluate(bidmc_dir: Path, window_s: int = 60, settings: Settings | None = No
             "naive_by_condition": dict(sorted(naive.items())),
             "technical_alerts": dict(sorted(pol["technical"].items())),
             "ppg_low_quality_windows": pol["ppg_low_quality_windows"],
+            "sustained_breaches": breaches,
         })  # fmt: skip
     hours = sum(r["duration_s"] for r in rows) / 3600
     return {
         "dataset": "BIDMC PPG and Respiration (PhysioNet bidmc 1.0.0)",
         "window_s": window_s,
+        "breach_min_s": breach_min_s,
         "n_records": len(rows),
         "patient_hours": round(hours, 4),
         "policy_alerts_per_patient_hour": _rate(rows, "policy_alerts", hours),
@@ -136,8 +163,17 @@ def evaluate(bidmc_dir: Path, window_s: int = 60, settings: Settings | None = No
         "policy_by_condition": _total(rows, "policy_by_condition"),
         "naive_by_condition": _total(rows, "naive_by_condition"),
         "technical_by_condition": _total(rows, "technical_alerts"),
+        **_breach_summary(rows),
         "records": rows,
     }
+
+
+def _breach_summary(rows: Sequence[dict]) -> dict:
+    """Sustained breaches (>= 2 min beyond a limit) over all records: alerted, and how late; by condition."""
+    every = [b for r in rows for b in r["sustained_breaches"]]
+    conditions = sorted({b["condition"] for b in every})
+    by_condition = {c: summarise([b for b in every if b["condition"] == c]) for c in conditions}
+    return {"sustained_breaches": summarise(every), "sustained_breaches_by_condition": by_condition}
 
 
 def _rate(rows: Sequence[dict], key: str, hours: float) -> float | None:

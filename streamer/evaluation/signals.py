@@ -156,7 +156,7 @@ def evaluate_bidmc_record(folder: Path, record: str, settings: Settings | None =
     d = load_bidmc(folder, record)
     windows = stream_signals({"ppg": d["ppg"], "resp": d["resp"]}, d["fs_hz"], settings)
     breaths_s = d["breaths"] / d["fs_hz"]
-    hr_err, n_ppg, rr_ppg_err, rr_imp_err, n_resp = [], 0, [], [], 0
+    hr_err, n_ppg, rr_ppg_err, rr_imp_err, n_resp, n_ppg_resp = [], 0, [], [], 0, 0
     for w in windows:
         start, end = _window_s(w)
         ref_rr = _ref_rr_bpm(breaths_s, end - settings.resp_window_s, end)
@@ -167,8 +167,11 @@ def evaluate_bidmc_record(folder: Path, record: str, settings: Settings | None =
             rate = w.features.get("pulse_rate_bpm")
             if w.usable and rate is not None and len(monitor):
                 hr_err.append(abs(rate - float(np.mean(monitor))))
+            # Resp coverage counts good PPG windows with a full resp window and a reference rate.
+            full = end - settings.resp_window_s >= 0
+            n_ppg_resp += bool(full and w.usable and ref_rr is not None)
             est = w.features.get("resp_rate_bpm_ppg")
-            if est is not None and ref_rr is not None and end - settings.resp_window_s >= 0:
+            if est is not None and ref_rr is not None and full:
                 rr_ppg_err.append(abs(est - ref_rr))
         elif w.signal == "resp" and end - start >= settings.resp_window_s and ref_rr is not None:
             n_resp += 1
@@ -184,6 +187,7 @@ def evaluate_bidmc_record(folder: Path, record: str, settings: Settings | None =
         "resp_ppg_abs_err_bpm": rr_ppg_err,
         "resp_imp_abs_err_bpm": rr_imp_err,
         "resp_windows": n_resp,
+        "ppg_resp_windows": n_ppg_resp,
     }
 
 
@@ -240,6 +244,7 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
     rr_imp = [e for r in bid for e in r["resp_imp_abs_err_bpm"]]
     n_ppg = sum(r["ppg_windows"] for r in bid)
     n_resp = sum(r["resp_windows"] for r in bid)
+    n_ppg_resp = sum(r["ppg_resp_windows"] for r in bid)
     se_ppv = _se_ppv(tp, fn, fp) if mit else {"sensitivity_pct": None, "ppv_pct": None}
     return {
         "qrs_sensitivity_pct": se_ppv["sensitivity_pct"],
@@ -252,7 +257,7 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, Any]:
         "ppg_hr_mae_bpm": _mean(hr),
         "ppg_hr_coverage_pct": 100.0 * len(hr) / n_ppg if n_ppg else None,
         "resp_rate_mae_bpm_ppg": _mean(rr_ppg),
-        "resp_rate_coverage_pct_ppg": 100.0 * len(rr_ppg) / n_ppg if n_ppg else None,
+        "resp_rate_coverage_pct_ppg": 100.0 * len(rr_ppg) / n_ppg_resp if n_ppg_resp else None,
         "resp_rate_mae_bpm_impedance": _mean(rr_imp),
         "resp_rate_coverage_pct_impedance": 100.0 * len(rr_imp) / n_resp if n_resp else None,
         "heartpy_all_plausible": all(r["plausible"] for r in hp) if hp else None,

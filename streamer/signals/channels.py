@@ -239,19 +239,20 @@ class Channel(SampleClock):
         usable = q >= self.sqi_threshold
         feats = rr_features(rr_ms, int(inside.sum()), _RATE_NAME[self.signal])
         if self.signal == "ppg":
-            feats["resp_rate_bpm_ppg"] = self._ppg_resp_rate(known, end_ms)
+            feats["resp_rate_bpm_ppg"], feats["resp_rate_sqi_ppg"] = self._ppg_resp_rate(known, end_ms)
         if not usable:
             feats = {k: (v if k == "n_beats" else None) for k, v in feats.items()}
         feats["gap_s"] = gap_s
         rr = tuple(float(v) for v in rr_ms) if usable else ()
         return self._record(start_ms, end_ms, q, usable, feats, rr)
 
-    def _ppg_resp_rate(self, known: list[list[float]], end_ms: int) -> float | None:
+    def _ppg_resp_rate(self, known: list[list[float]], end_ms: int) -> tuple[float | None, float | None]:
+        """Respiratory rate from the beats of the last ``resp_window_s`` and its spectral quality index."""
         lo = self.index_at(end_ms - self.resp_window_ms)
         hi = self.index_at(end_ms)
         rows = np.array([bt for bt in known if lo <= bt[0] < hi]).reshape(-1, 4)
-        rate, _ = resp_rate_from_beats(rows[:, 0] / self.fs_hz, rows[:, 2], rows[:, 3])
-        return rate
+        rate, info = resp_rate_from_beats(rows[:, 0] / self.fs_hz, rows[:, 2], rows[:, 3])
+        return rate, info.get("quality")
 
     def _record(
         self,
