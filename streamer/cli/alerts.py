@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from streamer.config import Settings
 from streamer.contracts import PRIORITY_RANK, Alert, AlertAck, Priority
 from streamer.kafka.clients import consume, producer
+from streamer.kafka.errors import probe
 
 
 def matching(
@@ -43,6 +44,7 @@ HEADER = f"{'device time (UTC)':19s}  {'PRIO':6s} {'STATE':12s} {'CONDITION':19s
 
 def _alerts(args: argparse.Namespace) -> int:
     settings = Settings()
+    probe(settings)
     records = consume(
         settings,
         [settings.topics.alerts],
@@ -75,13 +77,16 @@ def _alerts(args: argparse.Namespace) -> int:
 
 def _ack(args: argparse.Namespace) -> int:
     settings = Settings()
+    probe(settings)
     ack = AlertAck(
         alert_id=args.alert_id, device_id=args.device, by=args.by, ts_ms=int(time.time() * 1000), note=args.note
     )
     prod = producer(settings)
-    prod.send(settings.topics.alerts_ack, key=ack.alert_id.encode(), value=ack.model_dump_json().encode())
-    prod.flush()
-    prod.close()
+    try:
+        sent = prod.send(settings.topics.alerts_ack, key=ack.alert_id.encode(), value=ack.model_dump_json().encode())
+        sent.get(timeout=15)  # raises an ACL refusal instead of reporting success
+    finally:
+        prod.close()
     print(json.dumps({"acknowledged": ack.alert_id, "topic": settings.topics.alerts_ack}))
     return 0
 
