@@ -49,6 +49,10 @@ def probe(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> None:
             admin.close()  # type: ignore[attr-defined]
             return
         cause = cause or outcome.get("error") or (collector.seen[-1] if collector.seen else None)  # type: ignore[assignment]
+    if collector.spoke_kafka and "SASL" in settings.security_protocol and not collector.first_decisive():
+        # TLS and ApiVersions went through and then the broker hung up: it does that (after a delay, often before
+        # kafka-python reads its error response) when SASL authentication fails.
+        raise KafkaSetupError(explain(_AuthenticationDropped(), settings) or "") from cause
     if not isinstance(cause, BaseException):
         raise KafkaSetupError(_unexplained(TimeoutError(f"no answer in {timeout_s:.0f} s"), settings))
     raise KafkaSetupError(explain(cause, settings) or _unexplained(cause, settings)) from cause
@@ -114,7 +118,7 @@ def explain(exc: BaseException, settings: Settings | None = None) -> str | None:
         return str(exc)
     name = type(exc).__name__
     who = f"VITALS_SASL_USERNAME={settings.sasl_username}" if settings.sasl_username else "this client"
-    if name in ("SaslAuthenticationFailedError", "AuthenticationFailedError"):
+    if name in ("SaslAuthenticationFailedError", "AuthenticationFailedError", "_AuthenticationDropped"):
         return (
             f"authentication failed for {who} at {settings.kafka_bootstrap}: check VITALS_SASL_PASSWORD "
             f"(and VITALS_SASL_MECHANISM={settings.sasl_mechanism})"
@@ -223,11 +227,13 @@ class _Collector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.seen: list[BaseException] = []
+        self.spoke_kafka = False  # a connection got as far as the broker's ApiVersions answer
         self.decisive = threading.Event()  # set on an authentication/TLS failure, or when the bootstrap ends
 
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args if isinstance(record.args, tuple) else ()
         self.seen.extend(a for a in args if isinstance(a, BaseException))
+        self.spoke_kafka = self.spoke_kafka or "Broker version identified" in str(record.msg)
         if self.seen_decisive():
             self.decisive.set()
 
@@ -236,6 +242,10 @@ class _Collector(logging.Handler):
 
     def seen_decisive(self) -> bool:
         return self.first_decisive() is not None
+
+
+class _AuthenticationDropped(ConnectionError):
+    """The broker closed the connection during SASL authentication."""
 
 
 def _is_decisive(exc: BaseException) -> bool:
@@ -254,7 +264,7 @@ def _client_errors() -> Iterator[_Collector]:
     logger = logging.getLogger("kafka")
     collector, level, propagate = _Collector(), logger.level, logger.propagate
     logger.addHandler(collector)
-    logger.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
+    logger.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.INFO)
     logger.propagate = log.isEnabledFor(logging.DEBUG)
     try:
         yield collector
