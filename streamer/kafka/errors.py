@@ -39,7 +39,7 @@ def probe(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> None:
             f"no broker reachable at {settings.kafka_bootstrap}: check VITALS_KAFKA_BOOTSTRAP "
             "(host:port[,host:port]) and that the broker is running"
         )
-    with _client_errors() as collector:
+    with _client_errors(sasl="SASL" in settings.security_protocol) as collector:
         outcome = _bootstrap_in_background(settings, timeout_s, collector.decisive)
         # kafka-python retries an authentication or TLS failure until its timeout; the first one decides.
         collector.decisive.wait(timeout_s + 2.0)
@@ -49,10 +49,6 @@ def probe(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> None:
             admin.close()  # type: ignore[attr-defined]
             return
         cause = cause or outcome.get("error") or (collector.seen[-1] if collector.seen else None)  # type: ignore[assignment]
-    if collector.spoke_kafka and "SASL" in settings.security_protocol and not collector.first_decisive():
-        # TLS and ApiVersions went through and then the broker hung up: it does that (after a delay, often before
-        # kafka-python reads its error response) when SASL authentication fails.
-        raise KafkaSetupError(explain(_AuthenticationDropped(), settings) or "") from cause
     if not isinstance(cause, BaseException):
         raise KafkaSetupError(_unexplained(TimeoutError(f"no answer in {timeout_s:.0f} s"), settings))
     raise KafkaSetupError(explain(cause, settings) or _unexplained(cause, settings)) from cause
@@ -224,15 +220,21 @@ def _reachable(server: tuple[str, int]) -> bool:
 class _Collector(logging.Handler):
     """Keeps the exceptions kafka-python logs while it retries, which it never raises itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, sasl: bool) -> None:
         super().__init__(logging.DEBUG)
+        self.sasl = sasl
         self.seen: list[BaseException] = []
         self.spoke_kafka = False  # a connection got as far as the broker's ApiVersions answer
         self.decisive = threading.Event()  # set on an authentication/TLS failure, or when the bootstrap ends
 
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args if isinstance(record.args, tuple) else ()
-        self.seen.extend(a for a in args if isinstance(a, BaseException))
+        errors = [a for a in args if isinstance(a, BaseException)]
+        if errors and self.sasl and self.spoke_kafka:
+            # TLS and ApiVersions went through, then the broker hung up: it does that when SASL authentication
+            # fails, often before kafka-python has read the error response.
+            errors.insert(0, _AuthenticationDropped("the broker closed the connection during SASL authentication"))
+        self.seen.extend(errors)
         self.spoke_kafka = self.spoke_kafka or "Broker version identified" in str(record.msg)
         if self.seen_decisive():
             self.decisive.set()
@@ -253,16 +255,17 @@ def _is_decisive(exc: BaseException) -> bool:
     name = type(exc).__name__
     return (
         _tls_failure(exc) is not None
+        or isinstance(exc, _AuthenticationDropped)
         or name in ("SaslAuthenticationFailedError", "AuthenticationFailedError", "UnsupportedSaslMechanismError")
         or name.endswith("AuthorizationFailedError")
     )
 
 
 @contextlib.contextmanager
-def _client_errors() -> Iterator[_Collector]:
+def _client_errors(sasl: bool) -> Iterator[_Collector]:
     """Collect kafka-python's logged connection errors, and keep its retry chatter off the console meanwhile."""
     logger = logging.getLogger("kafka")
-    collector, level, propagate = _Collector(), logger.level, logger.propagate
+    collector, level, propagate = _Collector(sasl), logger.level, logger.propagate
     logger.addHandler(collector)
     logger.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.INFO)
     logger.propagate = log.isEnabledFor(logging.DEBUG)

@@ -70,21 +70,3 @@ def test_principal_without_acls_is_refused_everywhere(secured_env, cli) -> None:
     _refused(cli(nobody, "alerts", "--idle-timeout", "2"))
     _refused(cli(nobody, "ack", "a1b2c3d4e5f6"))
     _refused(cli(nobody, "worker"))
-
-
-def test_worker_principal_runs_the_pipeline(secured_env, cli, worker_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from streamer.config import Settings
-
-    worker_env, gateway, admin = secured_env("worker"), secured_env("gateway"), secured_env("admin")
-    settings = Settings(
-        **{k.removeprefix("VITALS_").lower(): v for k, v in worker_env.items()}, data_dir=tmp_path / "worker"
-    )
-    worker = worker_factory(settings)
-    lines = b"".join(_vitals("wk-1", seq) + b"\n" for seq in range(1, 4)) + b"{not json\n"
-    assert cli(gateway, "produce", stdin=lines).returncode == 0
-    valid = cli(admin, "tail", "valid", "--from-beginning", "--idle-timeout", "10", "--max-messages", "3", "--json")
-    dlq = cli(admin, "tail", "dlq", "--from-beginning", "--idle-timeout", "10", "--max-messages", "1", "--json")
-    assert [json.loads(json.loads(r)["value"])["seq"] for r in valid.stdout.splitlines()] == [1, 2, 3]
-    assert json.loads(json.loads(dlq.stdout)["value"])["reason_code"] == "MALFORMED_JSON"
-    assert "Traceback" not in worker.log_text()
-    _refused(cli(worker_env, "produce", stdin=_vitals("wk-2", 1) + b"\n"))  # the worker may not forge telemetry
