@@ -84,11 +84,17 @@ def validate(raw: bytes, *, now_ms: int, max_message_bytes: int, future_margin_m
     if msg.ts_ms > now_ms + future_margin_ms:
         return Rejected(
             ReasonCode.FUTURE_TIMESTAMP,
-            f"ts_ms {msg.ts_ms} is {msg.ts_ms - now_ms} ms ahead of the ingest clock (margin {future_margin_ms} ms)",
+            f"ts_ms {_short(msg.ts_ms)} is {_short(msg.ts_ms - now_ms)} ms ahead of the ingest clock "
+            f"(margin {future_margin_ms} ms)",
             msg.device_id,
             "ts_ms future",
         )
     return Accepted(msg)
+
+
+def _short(value: int) -> str:
+    """An int for a reason text: a 5,000-digit timestamp is valid JSON, but not a reason (nor str()-able past 4,300)."""
+    return str(value) if abs(value) < 10**20 else f"<{value.bit_length()}-bit number>"
 
 
 def _prescan(raw: bytes) -> Rejected | None:
@@ -209,7 +215,7 @@ def _scan_device_id(head: bytes) -> str | None:
 def dead_letter(raw: bytes, rejected: Rejected, *, topic: str, partition: int, offset: int, now_ms: int) -> DeadLetter:
     return DeadLetter(
         reason_code=rejected.code,
-        reason=rejected.reason,
+        reason=rejected.reason[:2000],  # the envelope must always build, whatever the reason quotes
         original_b64=base64.b64encode(raw).decode("ascii"),
         original_size_bytes=len(raw),
         source_topic=topic,
