@@ -28,6 +28,10 @@ def _cmd(args: argparse.Namespace) -> int:
                 print(f"export {key}={value}")
         elif args.action == "acls":
             return _acls(args)
+        elif args.action == "docker-secrets":
+            from streamer.kafka.secure import docker_files
+
+            print(docker_files(kafka.root))
         else:
             state = status(kafka)
             print(state)
@@ -72,7 +76,7 @@ def _acls(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("kafka", help="start, stop or check the local single-node Kafka broker")
-    p.add_argument("action", choices=["up", "down", "status", "reset", "env", "acls"])
+    p.add_argument("action", choices=["up", "down", "status", "reset", "env", "acls", "docker-secrets"])
     p.add_argument("--port", type=int, default=9092, help="client port (controller uses port+1)")
     p.add_argument("--name", default="dev", help="instance name: data, logs and pid under .kafka/NAME")
     p.add_argument("--secure", action="store_true", help="TLS + SASL_SSL (SCRAM-SHA-512) + ACLs (deploy/acls.json)")

@@ -73,7 +73,7 @@ def make_tls(root: Path) -> Path:
     if server_pem.exists():
         return tls
     (tls / "server.ext").write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+        "subjectAltName=DNS:localhost,DNS:kafka-secure,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
     )
     _openssl(
         *("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"),
@@ -156,3 +156,44 @@ def admin_kwargs(root: Path, bootstrap: str) -> dict[str, object]:
         "sasl_plain_username": "admin",
         "sasl_plain_password": credentials(root)["admin"],
     }
+
+
+def docker_files(root: Path) -> Path:
+    """``root/docker/``: the secured profile of docker-compose.yml mounts it at /secrets (same CA and users).
+
+    ``server.properties`` for the container (a listener for containers, ``kafka-secure:9095``, and one published on
+    the host's loopback, ``127.0.0.1:9096``), and ``format.args`` for ``kafka-storage format`` with the SCRAM users.
+    """
+    tls, creds = make_tls(root), credentials(root)
+    out = root / "docker"
+    (out / "tls").mkdir(parents=True, exist_ok=True)
+    for name in ("ca.pem", "server.pem"):
+        (out / "tls" / name).write_bytes((tls / name).read_bytes())
+    lines = server_properties(9095, 9093, Path("/secrets/tls"), creds)
+    listeners = {
+        "listeners": "SASL_SSL://:9095,HOST://:9096,CONTROLLER://:9093",
+        "advertised.listeners": "SASL_SSL://kafka-secure:9095,HOST://127.0.0.1:9096",
+        "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,HOST:SASL_SSL",
+    }
+    lines = [f"{k}={listeners[k]}" if (k := line.split("=", 1)[0]) in listeners else line for line in lines]
+    jaas = next(line for line in lines if line.startswith("listener.name.sasl_ssl.scram"))
+    lines.append(jaas.replace("listener.name.sasl_ssl.", "listener.name.host.", 1))
+    lines += [
+        "process.roles=broker,controller",
+        "node.id=1",
+        "controller.quorum.voters=1@localhost:9093",
+        "log.dirs=/var/lib/kafka/data",
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "message.max.bytes=8388608",
+    ]
+    (out / "server.properties").write_text("\n".join(lines) + "\n")
+    (out / "worker.env").write_text(f"VITALS_SASL_USERNAME=worker\nVITALS_SASL_PASSWORD={creds['worker']}\n")
+    (out / "format.args").write_text(" ".join(f"'{a}'" for a in scram_format_args(creds)) + "\n")
+    for path in out.rglob("*"):
+        if path.is_file():
+            path.chmod(0o644)  # read by the container's own user; the folder itself stays git-ignored
+    return out
