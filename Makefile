@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench clean
+.PHONY: help venv deps kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench: deps ## run the benchmarks under bench/ (results in bench/results/; sever
 	$(PY) bench/ingest.py
 	$(PY) bench/signals.py
 	$(PY) bench/inference.py
+
+fuzz: deps ## 100,000 hostile inputs through validate() and 3,000 through a real worker (bench/results/fuzz.json)
+	$(PY) bench/fuzz.py --cases 100000 --broker-cases 3000
 
 clean: kafka-down ## stop the broker, remove .venv, .kafka and var/
 	rm -rf $(VENV) .kafka var .pytest_cache .hypothesis
