@@ -39,7 +39,8 @@ def probe(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> None:
             f"no broker reachable at {settings.kafka_bootstrap}: check VITALS_KAFKA_BOOTSTRAP "
             "(host:port[,host:port]) and that the broker is running"
         )
-    with _client_errors(sasl="SASL" in settings.security_protocol) as collector:
+    protocol = settings.security_protocol
+    with _client_errors(sasl="SASL" in protocol, tls="SSL" in protocol) as collector:
         outcome = _bootstrap_in_background(settings, timeout_s, collector.decisive)
         # kafka-python retries an authentication or TLS failure until its timeout; the first one decides.
         collector.decisive.wait(timeout_s + 2.0)
@@ -220,9 +221,9 @@ def _reachable(server: tuple[str, int]) -> bool:
 class _Collector(logging.Handler):
     """Keeps the exceptions kafka-python logs while it retries, which it never raises itself."""
 
-    def __init__(self, sasl: bool) -> None:
+    def __init__(self, sasl: bool, tls: bool) -> None:
         super().__init__(logging.DEBUG)
-        self.sasl = sasl
+        self.sasl, self.tls, self.drops = sasl, tls, 0
         self.seen: list[BaseException] = []
         self.spoke_kafka = False  # a connection got as far as the broker's ApiVersions answer
         self.decisive = threading.Event()  # set on an authentication/TLS failure, or when the bootstrap ends
@@ -234,6 +235,10 @@ class _Collector(logging.Handler):
             # TLS and ApiVersions went through, then the broker hung up: it does that when SASL authentication
             # fails, often before kafka-python has read the error response.
             errors.insert(0, _AuthenticationDropped("the broker closed the connection during SASL authentication"))
+        if errors and not self.tls and not self.spoke_kafka and "socket disconnected" in str(errors[0]):
+            self.drops += 1  # accepted, then hung up before any Kafka answer: a TLS listener does that to plaintext
+            if self.drops >= 2:
+                errors.insert(0, _ListenerDropped("the broker hung up before answering ApiVersions"))
         self.seen.extend(errors)
         self.spoke_kafka = self.spoke_kafka or "Broker version identified" in str(record.msg)
         if self.seen_decisive():
@@ -250,22 +255,26 @@ class _AuthenticationDropped(ConnectionError):
     """The broker closed the connection during SASL authentication."""
 
 
+class _ListenerDropped(ConnectionError):
+    """The broker closed a plaintext connection before any Kafka answer (it expects TLS, or another protocol)."""
+
+
 def _is_decisive(exc: BaseException) -> bool:
     """Failures that retrying cannot cure: credentials, mechanism, certificates, authorisation."""
     name = type(exc).__name__
     return (
         _tls_failure(exc) is not None
-        or isinstance(exc, _AuthenticationDropped)
+        or isinstance(exc, _AuthenticationDropped | _ListenerDropped)
         or name in ("SaslAuthenticationFailedError", "AuthenticationFailedError", "UnsupportedSaslMechanismError")
         or name.endswith("AuthorizationFailedError")
     )
 
 
 @contextlib.contextmanager
-def _client_errors(sasl: bool) -> Iterator[_Collector]:
+def _client_errors(sasl: bool, tls: bool) -> Iterator[_Collector]:
     """Collect kafka-python's logged connection errors, and keep its retry chatter off the console meanwhile."""
     logger = logging.getLogger("kafka")
-    collector, level, propagate = _Collector(sasl), logger.level, logger.propagate
+    collector, level, propagate = _Collector(sasl, tls), logger.level, logger.propagate
     logger.addHandler(collector)
     logger.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.INFO)
     logger.propagate = log.isEnabledFor(logging.DEBUG)
