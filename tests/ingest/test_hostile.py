@@ -83,3 +83,13 @@ def test_seeded_fuzz_run_raises_nothing() -> None:
     assert report["cases"] == 2_000
     assert report["exceptions"] == 0, report["exception_examples"]
     assert set(report["outcomes_by_family"]) >= {"schema", "raw_bytes", "huge_number", "deep_nesting", "oversized"}
+
+
+def test_a_resend_below_the_window_is_stale_live_and_restored_alike() -> None:
+    """The case hypothesis and the broker fuzz found: a live tracker called it DUPLICATE, a restored one STALE."""
+    from streamer.ingest.dedup import SeqStatus, SeqTracker
+
+    live = SeqTracker(window=16)
+    assert [live.check(s) for s in (0, 64)] == [SeqStatus.NEW, SeqStatus.NEW]
+    restored = SeqTracker.from_state(live.to_state(), 16)
+    assert live.check(0) is restored.check(0) is SeqStatus.STALE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,8 @@ def test_worker_runs_the_pipeline_and_logs_no_payload_values(  # type: ignore[no
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
 
     letters = [json.loads(json.loads(r)["value"]) for r in dlq.stdout.splitlines()]
-    assert [x["reason_code"] for x in letters][0] == "MALFORMED_JSON" and len(letters) == 10  # 1 + 9 marked
+    codes = Counter(x["reason_code"] for x in letters)  # partitions interleave: compare as a multiset
+    assert sum(codes.values()) == 10 and codes["MALFORMED_JSON"] == 2, codes  # 1 + 9 marked, 2 of them truncated
     worker.stop()
     logs = {"worker": worker.log_text(), **{f"cli-{i}": r.stderr for i, r in enumerate(runs)}}
     logs |= {p.name: p.read_text(errors="replace") for p in (secure_kafka.root / "logs").glob("*.log")}  # type: ignore[attr-defined]
