@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps browser screenshots kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench bench-fleet clean
+.PHONY: help venv deps browser screenshots kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench bench-fleet fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -78,6 +78,8 @@ screenshots: deps browser ## redraw docs/ward.png (browser test) and docs/report
 	cp var/mitdb203.png docs/report_mitdb203.png
 	chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,1100 \
 	  --virtual-time-budget=15000 --screenshot=$(CURDIR)/docs/report_interactive.png file://$(CURDIR)/var/mitdb203.html
+fuzz: deps ## 100,000 hostile inputs through validate() and 3,000 through a real worker (bench/results/fuzz.json)
+	$(PY) bench/fuzz.py --cases 100000 --broker-cases 3000
 
 clean: kafka-down ## stop the broker, remove .venv, .kafka and var/
 	rm -rf $(VENV) .kafka var .pytest_cache .hypothesis

@@ -20,6 +20,7 @@ from streamer.interop.codes import code_for, schema_extra, signal_schema_extra
 SCHEMA_VERSION = 1
 MAX_CHUNK_S = 5.0
 MAX_SAMPLES = 20_000
+INT64_MAX = 2**63 - 1
 
 DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 PatientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -43,8 +44,11 @@ class _Telemetry(_Wire):
     schema_version: Literal[1] = 1
     device_id: DeviceId = Field(description="Pseudonymous device id (never a name or serial printed on the device).")
     patient_id: PatientId | None = Field(default=None, description="Optional pseudonymous patient id.")
-    ts_ms: int = Field(ge=0, description="Device clock, UTC milliseconds, of the first sample.")
-    seq: int = Field(ge=0, description="Per-device sequence number, increasing; used for duplicates and gaps.")
+    # Bounded to a signed 64-bit integer, as Kafka's own clients hold them: JSON allows a 5,000-digit number.
+    ts_ms: int = Field(ge=0, le=INT64_MAX, description="Device clock, UTC milliseconds, of the first sample.")
+    seq: int = Field(
+        ge=0, le=INT64_MAX, description="Per-device sequence number, increasing; used for duplicates and gaps."
+    )
 
 
 class VitalsMessage(_Telemetry):

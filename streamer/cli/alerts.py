@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from streamer.config import Settings
 from streamer.contracts import PRIORITY_RANK, Alert, AlertAck, AlertState, Priority
 from streamer.kafka.clients import consume, producer
+from streamer.kafka.errors import probe
 
 
 def matching(
@@ -42,6 +43,7 @@ HEADER = f"{'device time (UTC)':19s}  {'PRIO':6s} {'STATE':12s} {'CONDITION':19s
 
 def _alerts(args: argparse.Namespace) -> int:
     settings = Settings()
+    probe(settings)
     records = consume(
         settings,
         [settings.topics.alerts],
@@ -76,6 +78,7 @@ def _ack(args: argparse.Namespace) -> int:
     from streamer.kafka.alert_lookup import AlertLookupError, read_history, resolve, wait_for_state
 
     settings = Settings()
+    probe(settings)
     history = read_history(settings)
     try:
         alert = resolve(args.alert_id, history)
@@ -94,9 +97,11 @@ def _ack(args: argparse.Namespace) -> int:
         alert_id=alert.alert_id, device_id=alert.device_id, by=args.by, ts_ms=int(time.time() * 1000), note=args.note
     )
     prod = producer(settings)
-    prod.send(settings.topics.alerts_ack, key=ack.alert_id.encode(), value=ack.model_dump_json().encode())
-    prod.flush()
-    prod.close()
+    try:
+        sent = prod.send(settings.topics.alerts_ack, key=ack.alert_id.encode(), value=ack.model_dump_json().encode())
+        sent.get(timeout=15)  # raises an ACL refusal instead of reporting success
+    finally:
+        prod.close()
     if args.no_wait:
         print(f"sent the acknowledgement of {short} to {settings.topics.alerts_ack}")
         return 0

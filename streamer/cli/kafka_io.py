@@ -13,18 +13,23 @@ TOPIC_SHORT_NAMES = ("dlq", "telemetry", "valid", "features", "scores", "alerts"
 def _worker(args: argparse.Namespace) -> int:
     from streamer.config import Settings
     from streamer.kafka.app import run_worker
+    from streamer.kafka.errors import probe
 
-    return run_worker(Settings(), loglevel="debug" if args.verbose else "info")
+    settings = Settings()
+    probe(settings)
+    return run_worker(settings, loglevel="debug" if args.verbose else "info")
 
 
 def _produce(args: argparse.Namespace) -> int:
     from streamer.config import Settings
     from streamer.kafka.clients import iter_json_lines, produce_lines
+    from streamer.kafka.errors import probe
     from streamer.kafka.topics import ensure_topics
 
     settings = Settings()
-    ensure_topics(settings)
+    probe(settings)
     topic = args.topic or settings.topics.telemetry
+    ensure_topics(settings, [topic])  # only the topic it writes: a gateway principal may see no other
     if args.file in (None, "-"):
         sent = produce_lines(settings, iter_json_lines(sys.stdin.buffer), topic)
     else:
@@ -50,8 +55,10 @@ def _topic_name(settings, short: str) -> str:  # type: ignore[no-untyped-def]
 def _tail(args: argparse.Namespace) -> int:
     from streamer.config import Settings
     from streamer.kafka.clients import consume
+    from streamer.kafka.errors import probe
 
     settings = Settings()
+    probe(settings)
     idle = args.idle_timeout if args.idle_timeout > 0 else None
     records = consume(
         settings,
@@ -73,9 +80,11 @@ def _tail(args: argparse.Namespace) -> int:
 
 def _topics(args: argparse.Namespace) -> int:
     from streamer.config import Settings
+    from streamer.kafka.errors import probe
     from streamer.kafka.topics import ensure_topics
 
     settings = Settings()
+    probe(settings)
     created = ensure_topics(settings)
     for name in settings.topics.all():
         print(f"{name}{'  (created)' if name in created else ''}")

@@ -73,10 +73,34 @@ def main(argv: list[str] | None = None) -> int:
     # kafka-python and aiokafka narrate every connection at INFO.
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    if not args.verbose:
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:  # Kafka client errors become one line naming the setting; anything else is a bug
+        line = _kafka_error_line(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
+
+
+def _kafka_error_line(exc: Exception) -> str | None:
+    """The one-line explanation of a Kafka client, TLS or broker-setup error (streamer/kafka/errors.py)."""
+    import ssl
+
+    origin = type(exc).__module__.split(".")[0]
+    if origin not in ("kafka", "aiokafka") and not isinstance(exc, ssl.SSLError):
+        from streamer.kafka.errors import KafkaSetupError
+
+        if not isinstance(exc, KafkaSetupError):
+            return None
+    from streamer.kafka.errors import explain
+
+    return explain(exc)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
 
     from streamer.config import Settings
+    from streamer.kafka.errors import probe
     from streamer.sessions.format import SessionWriter
     from streamer.sessions.replay import record_topics
 
     settings = Settings()
+    probe(settings)
     consumer = KafkaConsumer(
         *args.topics, group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
@@ -52,12 +54,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
     from streamer.config import Settings
+    from streamer.kafka.errors import probe
     from streamer.sessions.format import read_session
     from streamer.sessions.replay import OutRecord, replay, scan
 
     if args.fan_out < 1 or args.speed <= 0:
         raise SystemExit("--fan-out must be >= 1 and --speed > 0")
     settings = Settings()
+    probe(settings)
     stats = scan(read_session(args.session))
     if stats.count == 0:
         print(f"{args.session}: empty session, nothing to send")

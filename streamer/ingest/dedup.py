@@ -35,11 +35,13 @@ class SeqTracker:
             if ts_ms > self.max_ts_ms and seq <= self.max_seq:
                 self.max_seq, self.recent, self.resets = -1, set(), self.resets + 1
             self.max_ts_ms = max(self.max_ts_ms, ts_ms)
+        # Below the window first: the persisted state keeps only the window, so a restored tracker could not call
+        # such a seq a duplicate; checking it first makes a live and a restored tracker answer alike.
+        if seq <= self.max_seq - self.window:
+            return SeqStatus.STALE
         if seq in self.recent:
             self.duplicates += 1
             return SeqStatus.DUPLICATE
-        if seq <= self.max_seq - self.window:
-            return SeqStatus.STALE
         self.recent.add(seq)
         if seq > self.max_seq:
             self.max_seq = seq

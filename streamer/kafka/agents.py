@@ -13,7 +13,7 @@ import faust
 from streamer.config import Settings
 from streamer.contracts import ReasonCode
 from streamer.ingest.dedup import SeqStatus, SeqTracker
-from streamer.ingest.validation import Accepted, Rejected, dead_letter, validate
+from streamer.ingest.validation import Accepted, Rejected, dead_letter, error_summary, loggable_id, validate
 from streamer.kafka import metrics
 from streamer.kafka.app import AppTopics
 from streamer.logs import DeadLetterLog
@@ -142,7 +142,9 @@ def _wire_ingest(app: faust.App, topics: AppTopics, settings: Settings) -> None:
         metrics.dead_lettered(rejected.code)
         body = raw if isinstance(raw, bytes) else b""
         letter = dead_letter(body, rejected, topic=msg.topic, partition=msg.partition, offset=msg.offset, now_ms=now)
-        dlq_log.add(rejected.code, f"{msg.topic}[{msg.partition}]@{msg.offset}", rejected.device_id, rejected.reason)
+        dlq_log.add(
+            rejected.code, f"{msg.topic}[{msg.partition}]@{msg.offset}", rejected.device_id, rejected.log_text()
+        )
         key = rejected.device_id.encode() if rejected.device_id else None
         return (dlq_topic, key, letter.model_dump_json().encode(), None)
 
@@ -259,18 +261,13 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
             except Exception as exc:
                 pipeline.devices.pop(dev, None)
                 msg = event.message
-                rejected = Rejected(ReasonCode.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:2000], dev)
+                reason = f"{type(exc).__name__}: {exc}"[:2000]
+                rejected = Rejected(ReasonCode.PROCESSING_ERROR, reason, dev, type(exc).__name__)
                 metrics.dead_lettered(rejected.code)
                 letter = dead_letter(
                     event.value, rejected, topic=msg.topic, partition=msg.partition, offset=msg.offset, now_ms=_now_ms()
                 )
-                log.error(
-                    "dead-letter %s[%d]@%d PROCESSING_ERROR: %s",
-                    msg.topic,
-                    msg.partition,
-                    msg.offset,
-                    rejected.reason[:200],
-                )
+                log.error("dead-letter %s[%d]@%d %s", msg.topic, msg.partition, msg.offset, rejected.log_text())
                 await publish(app, [(names.dlq, dev.encode(), letter.model_dump_json().encode(), None)])
                 continue
             await publish(app, _outgoing(out))
@@ -293,12 +290,12 @@ def _wire_pipeline(app: faust.App, topics: AppTopics, settings: Settings) -> Non
             metrics.MESSAGES_IN.labels("acks").inc()
             try:
                 ack = AlertAck.model_validate_json(raw)
-            except ValueError as exc:
-                log.warning("ignoring a malformed acknowledgement: %s", str(exc)[:200])
+            except ValueError as exc:  # by field and error type only: the input may hold free text
+                log.warning("ignoring a malformed acknowledgement: %s", error_summary(exc, AlertAck.model_fields))
                 continue
             device = ack.device_id or alert_index.get(ack.alert_id.encode())
             if not device:
-                log.warning("acknowledgement for unknown alert %s", ack.alert_id)
+                log.warning("acknowledgement for unknown alert %s", loggable_id(ack.alert_id))
                 continue
             async with lock:
                 if device not in pipeline.devices:

@@ -44,15 +44,20 @@ def iter_json_lines(stream: IO[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
 
 
 def produce_lines(settings: Settings, records: Iterable[tuple[bytes | None, bytes]], topic: str) -> int:
+    """Send every record and wait for the broker; raise the first send failure (e.g. an ACL refusal)."""
     prod = producer(settings)
-    sent = 0
+    sent, failures = 0, list[Exception]()
     try:
         for key, value in records:
-            prod.send(topic, key=key, value=value)
+            prod.send(topic, key=key, value=value).add_errback(failures.append)
             sent += 1
+            if failures:
+                break
         prod.flush()
     finally:
         prod.close()
+    if failures:
+        raise failures[0]
     return sent
 
 
@@ -67,6 +72,9 @@ def consume(
     """Yield records of ``topics`` (no consumer group, nothing committed) until idle or ``max_messages``."""
     from kafka import KafkaConsumer
 
+    from streamer.kafka.errors import require_topics
+
+    require_topics(settings, topics, "READ")
     consumer = KafkaConsumer(
         *topics,
         group_id=None,

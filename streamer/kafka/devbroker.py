@@ -1,7 +1,8 @@
 """A local Apache Kafka 4.1 broker (KRaft, one node on 127.0.0.1) from Maven Central jars, for development and CI.
 
 ``vitalstream kafka up|down|status`` (or ``python -m streamer.kafka.devbroker up``). Jars are resolved by Maven from
-``tools/kafka/pom.xml`` into the git-ignored ``.kafka/libs``; data and logs live in ``.kafka/``.
+``tools/kafka/pom.xml`` into the git-ignored ``.kafka/libs``; data and logs live in ``.kafka/``. ``secure=True`` (``kafka up --secure``) starts it with TLS,
+SASL_SSL/SCRAM-SHA-512 and StandardAuthorizer ACLs instead (:mod:`streamer.kafka.secure`).
 
 Exceptions::
 
@@ -47,6 +48,7 @@ class LocalKafka:
     name: str = "dev"  # the test session runs its own broker ("test") beside a developer's ("dev")
     port: int = 9092
     controller_port: int = 9093
+    secure: bool = False  # TLS + SASL_SSL (SCRAM-SHA-512) + ACLs instead of PLAINTEXT
 
     @property
     def libs(self) -> Path:
@@ -71,6 +73,22 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def client_env(self, user: str = "admin") -> dict[str, str]:
+        """The ``VITALS_*`` settings that reach this broker (as ``user`` when it is secured)."""
+        if not self.secure:
+            return {"VITALS_KAFKA_BOOTSTRAP": self.bootstrap}
+        from streamer.kafka import secure
+
+        return secure.client_env(self.bootstrap, self.root / "tls", user, secure.credentials(self.root)[user])
+
+    def client_kwargs(self) -> dict[str, object]:
+        """kafka-python connection keywords for the tool's own (super) user."""
+        if not self.secure:
+            return {"bootstrap_servers": self.bootstrap}
+        from streamer.kafka import secure
+
+        return secure.admin_kwargs(self.root, self.bootstrap)
 
 
 def fetch_jars(kafka: LocalKafka) -> None:
@@ -100,20 +118,32 @@ def _java() -> str:
     return java
 
 
+def _listener_lines(kafka: LocalKafka) -> list[str]:
+    if kafka.secure:
+        from streamer.kafka import secure
+
+        tls = secure.make_tls(kafka.root)
+        return secure.server_properties(kafka.port, kafka.controller_port, tls, secure.credentials(kafka.root))
+    return [
+        f"listeners=PLAINTEXT://127.0.0.1:{kafka.port},CONTROLLER://127.0.0.1:{kafka.controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{kafka.port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+    ]
+
+
 def _write_config(kafka: LocalKafka) -> Path:
     kafka.root.mkdir(parents=True, exist_ok=True)
     props = kafka.root / "server.properties"
+    props.touch(mode=0o600)  # the secured broker's file holds the broker's own password
     props.write_text(
         "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.bootstrap.servers=127.0.0.1:{kafka.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{kafka.port},CONTROLLER://127.0.0.1:{kafka.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{kafka.port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
+                *_listener_lines(kafka),
                 f"log.dirs={kafka.data}",
                 "num.partitions=1",
                 # A single node: every internal topic must live with one replica.
@@ -184,12 +214,21 @@ def _format_storage(kafka: LocalKafka, props: Path) -> None:
             cluster_id,
             "-c",
             str(props),
+            *_scram_args(kafka),
         ],
         check=True,
         capture_output=True,
         text=True,
     )
     log.info("formatted KRaft storage %s (cluster %s)", kafka.data, cluster_id)
+
+
+def _scram_args(kafka: LocalKafka) -> list[str]:
+    if not kafka.secure:
+        return []
+    from streamer.kafka import secure
+
+    return secure.scram_format_args(secure.credentials(kafka.root))
 
 
 def _pid(kafka: LocalKafka) -> int | None:
@@ -204,8 +243,8 @@ def _pid(kafka: LocalKafka) -> int | None:
     return pid
 
 
-def answers_metadata(bootstrap: str, timeout_s: float = 5.0) -> bool:
-    """True when a broker at ``bootstrap`` answers a metadata request."""
+def answers_metadata(bootstrap: str, timeout_s: float = 5.0, client_kwargs: dict[str, object] | None = None) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request (``client_kwargs``: TLS/SASL settings)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -220,6 +259,7 @@ def answers_metadata(bootstrap: str, timeout_s: float = 5.0) -> bool:
             bootstrap_servers=bootstrap,
             request_timeout_ms=int(timeout_s * 1000),
             client_id="vitalstream-probe",
+            **{k: v for k, v in (client_kwargs or {}).items() if k != "bootstrap_servers"},
         )
     except (KafkaError, OSError, ValueError):
         return False
@@ -234,7 +274,7 @@ def answers_metadata(bootstrap: str, timeout_s: float = 5.0) -> bool:
 
 def up(kafka: LocalKafka, timeout_s: float = 90.0) -> str:
     """Start the broker unless it runs already; return its bootstrap address once it answers metadata."""
-    if _pid(kafka) and answers_metadata(kafka.bootstrap):
+    if _pid(kafka) and answers_metadata(kafka.bootstrap, client_kwargs=kafka.client_kwargs()):
         return kafka.bootstrap
     fetch_jars(kafka)
     props = _write_config(kafka)
@@ -260,7 +300,7 @@ def up(kafka: LocalKafka, timeout_s: float = 90.0) -> str:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BrokerDidNotStart(f"broker exited with {proc.returncode}; see {kafka.log_file}")
-        if answers_metadata(kafka.bootstrap, timeout_s=2.0):
+        if answers_metadata(kafka.bootstrap, timeout_s=2.0, client_kwargs=kafka.client_kwargs()):
             log.info("Kafka is up at %s (pid %d, log %s)", kafka.bootstrap, proc.pid, kafka.log_file)
             return kafka.bootstrap
         time.sleep(0.5)
@@ -288,4 +328,5 @@ def status(kafka: LocalKafka) -> str:
     pid = _pid(kafka)
     if pid is None:
         return "down"
-    return f"up at {kafka.bootstrap} (pid {pid})" if answers_metadata(kafka.bootstrap) else f"starting (pid {pid})"
+    answers = answers_metadata(kafka.bootstrap, client_kwargs=kafka.client_kwargs())
+    return f"up at {kafka.bootstrap} (pid {pid})" if answers else f"starting (pid {pid})"
