@@ -89,7 +89,7 @@ def decode_state(blob: bytes, *, arrays: bool = False) -> Any:
     def unpack(node: Any) -> Any:
         if isinstance(node, dict):
             ref = node.get(_BUFFER_KEY)
-            if ref is not None and len(node) == 1:
+            if len(node) == 1 and isinstance(ref, list) and len(ref) == 3 and ref[2] in _DTYPES:
                 start, shape, kind = ref
                 count = int(np.prod(shape)) if isinstance(shape, list) else shape
                 arr = np.frombuffer(data, dtype=_DTYPES[kind], count=count, offset=start).reshape(shape).copy()

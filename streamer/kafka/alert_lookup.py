@@ -62,7 +62,10 @@ def read_history(settings: Settings, timeout_s: float = 10.0) -> AlertHistory:
     """Read the alert topic from the beginning up to its end offsets at the time of the call."""
     from kafka import TopicPartition
 
+    from streamer.kafka.errors import require_topics
+
     topic = settings.topics.alerts
+    require_topics(settings, [topic], "READ")  # a refused read is an error, not an empty history
     consumer = _consumer(settings)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -88,7 +91,8 @@ def resolve(prefix: str, history: AlertHistory) -> Alert:
     """The one alert whose id starts with ``prefix`` (case-insensitive hex, at least 4 characters)."""
     wanted = prefix.strip().lower()
     if len(wanted) < MIN_PREFIX or not _HEX.fullmatch(wanted):
-        raise AlertLookupError(f"{prefix!r} is not an alert id: give at least {MIN_PREFIX} hex characters")
+        # Not echoed: whatever was typed could be free text (a name), and this line goes to stderr and logs.
+        raise AlertLookupError(f"that is not an alert id: give at least {MIN_PREFIX} hex characters of one")
     matches = sorted((a for i, a in history.latest.items() if i.startswith(wanted)), key=lambda a: a.alert_id)
     if not matches:
         raise UnknownAlert(f"no alert id starts with {wanted} ({len(history.latest)} alerts retained on the topic)")

@@ -34,8 +34,12 @@ def test_gateway_writes_telemetry_and_nothing_else(secured_env, cli) -> None:  #
 
 def test_alert_consumer_reads_alerts_and_writes_acks_only(secured_env, cli) -> None:  # type: ignore[no-untyped-def]
     alerts, admin = secured_env("alerts"), secured_env("admin")
-    ack = cli(alerts, "ack", "a1b2c3d4e5f6", "--note", "seen")
-    assert ack.returncode == 0, ack.stderr
+    unknown = cli(alerts, "ack", "a1b2c3d4e5f6", "--note", "seen")  # read allowed: the id is looked up, not refused
+    assert unknown.returncode == 1 and "no alert id starts with a1b2c3d4e5f6" in unknown.stderr, unknown.stderr
+    ack_topic = admin["VITALS_TOPIC_PREFIX"] + "vitals.alerts.ack"
+    body = json.dumps({"alert_id": "a1b2c3d4e5f6", "by": "nurse-1", "ts_ms": int(time.time() * 1000)}).encode()
+    sent = cli(alerts, "produce", "--topic", ack_topic, stdin=body + b"\n")  # the role may write acknowledgements
+    assert sent.returncode == 0, sent.stderr
     acks = cli(admin, "tail", "ack", "--from-beginning", "--idle-timeout", "3", "--max-messages", "1", "--json")
     assert json.loads(json.loads(acks.stdout)["value"])["alert_id"] == "a1b2c3d4e5f6"
     listed = cli(alerts, "alerts", "--from-beginning", "--idle-timeout", "2", "--json")

@@ -57,7 +57,8 @@ def test_worker_runs_the_pipeline_and_logs_no_payload_values(  # type: ignore[no
     runs.append(cli(gateway, "produce", stdin=b"\n".join(marked) + b"\n"))
     ack_topic = admin["VITALS_TOPIC_PREFIX"] + "vitals.alerts.ack"
     runs.append(cli(admin, "produce", "--topic", ack_topic, stdin=f'{{"alert_id": 5, "note": "{MARK} x"}}\n'.encode()))
-    runs.append(cli(alerts, "ack", f"{MARK} Jane Doe", "--by", f"{MARK}-nurse", "--note", f"{MARK} Jane Doe note"))
+    bad_ack = cli(alerts, "ack", f"{MARK} Jane Doe", "--by", f"{MARK}-nurse", "--note", f"{MARK} Jane Doe note")
+    assert bad_ack.returncode == 1 and "not an alert id" in bad_ack.stderr, bad_ack.stderr  # refused, not echoed
     dlq = cli(admin, "tail", "dlq", "--from-beginning", "--idle-timeout", "10", "--max-messages", "10", "--json")
     runs += [dlq, cli(alerts, "alerts", "--from-beginning", "--idle-timeout", "3")]
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
@@ -66,7 +67,7 @@ def test_worker_runs_the_pipeline_and_logs_no_payload_values(  # type: ignore[no
     codes = Counter(x["reason_code"] for x in letters)  # partitions interleave: compare as a multiset
     assert sum(codes.values()) == 10 and codes["MALFORMED_JSON"] == 2, codes  # 1 + 9 marked, 2 of them truncated
     worker.stop()
-    logs = {"worker": worker.log_text(), **{f"cli-{i}": r.stderr for i, r in enumerate(runs)}}
+    logs = {"worker": worker.log_text(), "ack": bad_ack.stderr, **{f"cli-{i}": r.stderr for i, r in enumerate(runs)}}
     logs |= {p.name: p.read_text(errors="replace") for p in (secure_kafka.root / "logs").glob("*.log")}  # type: ignore[attr-defined]
     assert "dead-letter" in logs["worker"] and "malformed acknowledgement" in logs["worker"]
     assert {name for name, text in logs.items() if MARK in text} == set()

@@ -90,3 +90,8 @@ def test_a_restored_device_continues_bit_identically_and_its_state_is_no_larger_
     assert head + tail == expected  # frozen dataclasses: every window, feature and event equal
     assert decode_state(blob) == _plain(state)
     assert len(blob) < len(zlib.compress(json.dumps(_plain(state)).encode(), 1))  # about 18% smaller, 3 waveforms
+
+
+def test_a_user_key_named_like_a_buffer_reference_is_plain_data() -> None:
+    for tree in ({"$nd": False}, {"$nd": [1, 2]}, {"$nd": "x"}, {"a": {"$nd": None}}):
+        assert decode_state(encode_state(tree)) == tree
