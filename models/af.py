@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from models import checkpoint, metrics
+from models.af_baseline import fit_trees, tree_probs
 from models.datasets import (
     AF_CLASSES,
     MITDB_TEST_RECORDS,
@@ -24,48 +25,71 @@ from models.datasets import (
     load_mitdb,
     split_ids,
 )
-from models.features import N_RR_INPUTS, rr_inputs
+from models.features import N_AF_INPUTS, af_inputs
 from models.gru import GRUConfig, GRUNet, build
 from models.train import fit, predict, seed_everything
+from streamer.features.morphology import MORPH_NAMES
 
 log = logging.getLogger(__name__)
 
 NAME = "af"
 SEED = 2017
 A = AF_CLASSES.index("A")
+OTHER = AF_CLASSES.index("O")
 NOISY = AF_CLASSES.index("~")
+N_HIDDEN = 32
+EPOCHS = 25
+RR_ONLY_SHARE = 0.25  # sequences also trained without morphology (the PPG path)
 WARMUP_BEATS = 5  # the first few intervals carry no rhythm information: not scored in training
 MITDB_CHUNK_BEATS = 240
 
 
 def _detector_sha() -> str:
     src = [REPO_ROOT / "streamer" / "signals" / f for f in ("beats.py", "ecg_beats.py", "filters.py")]
+    src.append(REPO_ROOT / "streamer" / "features" / "morphology.py")
     return hashlib.sha256(b"".join(p.read_bytes() for p in src if p.exists())).hexdigest()[:12]
 
 
 def load_rr(data: Path, names: Sequence[str] | None, mitdb: Sequence[str]) -> tuple[list, list]:
-    """Challenge 2017 and MIT-BIH RR sequences, cached under var/ by detector source hash."""
+    """Challenge 2017 and MIT-BIH RR sequences with beat morphology, cached under var/ by detector source hash."""
     key = hashlib.sha256(f"{data.resolve()}|{names}|{mitdb}|{_detector_sha()}".encode()).hexdigest()[:16]
-    cache = REPO_ROOT / "var" / "cache" / f"af_rr_{key}.pkl"
+    cache = REPO_ROOT / "var" / "cache" / f"af_beats_{key}.pkl"
     if cache.exists():
-        return pickle.loads(cache.read_bytes())
+        return pickle.loads(cache.read_bytes())  # noqa: S301 - our own cache file, keyed by source hash
     result = (load_challenge2017(data / "challenge2017_af", names), load_mitdb(data / "mitdb", mitdb))
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(pickle.dumps(result))
     return result
 
 
-def _items(seqs: Sequence[RRSequence], class_weight: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per-step targets [class, weight]; MIT-BIH records cut into chunks with per-beat rhythm labels."""
+def inputs_of(s: RRSequence, with_morph: bool = True) -> np.ndarray:
+    """The model inputs of a whole sequence: RR features beside each beat's morphology. (T, N_AF_INPUTS).
+
+    The RR features come first, so a version-1 (RR-only) network reads the first N_RR_INPUTS columns.
+    """
+    return af_inputs(s.rr_ms, None, s.morph if with_morph else None)
+
+
+def _items(
+    seqs: Sequence[RRSequence], class_weight: np.ndarray, rng: np.random.Generator
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per-step targets [class, weight]; MIT-BIH records cut into chunks with per-beat rhythm labels.
+
+    A share of sequences is added a second time without morphology, so the same network serves
+    PPG pulse intervals (no ECG) with the RR inputs alone.
+    """
     items = []
     for s in seqs:
         if len(s.rr_ms) < 2:
             continue
         labels = s.beat_labels if s.beat_labels is not None else np.full(len(s.rr_ms), s.label)
-        for lo in range(0, len(s.rr_ms), MITDB_CHUNK_BEATS if s.beat_labels is not None else len(s.rr_ms)):
-            rr, y = s.rr_ms[lo : lo + MITDB_CHUNK_BEATS], labels[lo : lo + MITDB_CHUNK_BEATS]
-            w = class_weight[y] * (np.arange(len(y)) >= WARMUP_BEATS)
-            items.append((rr_inputs(rr, None), np.stack([y, w], axis=1).astype(np.float32)))
+        step = MITDB_CHUNK_BEATS if s.beat_labels is not None else len(s.rr_ms)
+        for with_morph in (True, False) if rng.random() < RR_ONLY_SHARE else (True,):
+            x_all = inputs_of(s, with_morph)
+            for lo in range(0, len(s.rr_ms), step):
+                x, y = x_all[lo : lo + step], labels[lo : lo + step]
+                w = class_weight[y] * (np.arange(len(y)) >= WARMUP_BEATS)
+                items.append((x, np.stack([y, w], axis=1).astype(np.float32)))
     return items
 
 
@@ -75,26 +99,69 @@ def _cross_entropy(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> to
     return (per_step * w).sum() / w.sum().clamp_min(1e-6)
 
 
-def record_probs(model: GRUNet, seqs: Sequence[RRSequence]) -> np.ndarray:
+def record_probs(model: GRUNet, seqs: Sequence[RRSequence], with_morph: bool = True) -> np.ndarray:
     """Class probabilities at each recording's last interval (the streaming read-out). (N, 4)."""
     usable = [i for i, s in enumerate(seqs) if len(s.rr_ms) >= 2]
     probs = np.tile(np.eye(len(AF_CLASSES))[NOISY], (len(seqs), 1))  # too few beats: call it noisy
-    outs = predict(model, [rr_inputs(seqs[i].rr_ms, None) for i in usable])
+    outs = predict(model, [inputs_of(seqs[i], with_morph)[:, : model.config.n_inputs] for i in usable])
     for i, o in zip(usable, outs, strict=True):
         p = np.exp(o[-1] - o[-1].max())
         probs[i] = p / p.sum()
     return probs
 
 
-def challenge_scores(labels: np.ndarray, probs: np.ndarray, seed: int = SEED) -> dict[str, Any]:
-    """AF F1 and the challenge's mean F1 over N, A, O, with record-level bootstrap CIs."""
-    pred = probs.argmax(axis=1)
+def decide(probs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    """AF where P(AF) >= the AF threshold (what the stream alerts on), else the likeliest of N, O, ~
+    after the validation-tuned log-odds offsets for O and ~. (N, 4) -> (N,).
+
+    Version-1 checkpoints (RR only, thresholds without offsets) decide by the plain argmax.
+    """
+    if "bias_o" not in thresholds:
+        return probs.argmax(axis=1)
+    logp = np.log(np.clip(probs, 1e-9, 1.0))
+    logp[:, OTHER] += thresholds.get("bias_o", 0.0)
+    logp[:, NOISY] += thresholds.get("bias_noisy", 0.0)
+    logp[:, A] = -np.inf
+    return np.where(probs[:, A] >= thresholds["af"], A, logp.argmax(axis=1))
+
+
+def _f1_by_class(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """F1 of each class from one confusion count (0 where a class is neither true nor predicted)."""
+    k = len(AF_CLASSES)
+    confusion = np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
+    denom = confusion.sum(axis=0) + confusion.sum(axis=1)
+    return np.where(denom > 0, 2 * np.diag(confusion) / np.maximum(denom, 1), 0.0)
+
+
+def _mean_f1_nao(labels: np.ndarray, pred: np.ndarray) -> float:
+    """Mean F1 over N, A, O (the tuning grid and the bootstrap call this thousands of times)."""
+    return float(_f1_by_class(labels, pred)[:3].mean())
+
+
+def tune_decision(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """The AF threshold and O / ~ offsets with the best mean F1 (N, A, O) on these (validation) recordings."""
+    best, best_f1 = {"af": 0.5, "bias_o": 0.0, "bias_noisy": 0.0}, -1.0
+    for t_af in np.arange(0.15, 0.86, 0.05):
+        for b_o in np.arange(-1.0, 1.51, 0.25):
+            for b_n in np.arange(-1.0, 2.01, 0.5):
+                cand = {"af": round(float(t_af), 2), "bias_o": float(b_o), "bias_noisy": float(b_n)}
+                f1 = _mean_f1_nao(labels, decide(probs, cand))
+                if f1 > best_f1 + 1e-9:
+                    best, best_f1 = cand, f1
+    return best
+
+
+def challenge_scores(
+    labels: np.ndarray, probs: np.ndarray, thresholds: dict[str, float], seed: int = SEED
+) -> dict[str, Any]:
+    """AF F1 and the challenge's mean F1 over N, A, O of ``decide``, with record-level bootstrap CIs."""
+    pred = decide(probs, thresholds)
 
     def f1_af(idx: np.ndarray) -> float:
-        return float(metrics.f1_per_class(labels[idx], pred[idx], len(AF_CLASSES))[A])
+        return float(_f1_by_class(labels[idx], pred[idx])[A])
 
     def f1_nao(idx: np.ndarray) -> float:
-        return float(metrics.f1_per_class(labels[idx], pred[idx], len(AF_CLASSES))[:3].mean())
+        return _mean_f1_nao(labels[idx], pred[idx])
 
     everyone = np.arange(len(labels))
     confusion = np.zeros((len(AF_CLASSES), len(AF_CLASSES)), dtype=int)
@@ -106,12 +173,13 @@ def challenge_scores(labels: np.ndarray, probs: np.ndarray, seed: int = SEED) ->
         "f1_per_class": dict(zip(AF_CLASSES, np.round(metrics.f1_per_class(labels, pred, 4), 4).tolist(), strict=True)),
         "confusion_rows_true_cols_pred": confusion.tolist(),
         "auroc_af_vs_rest": round(metrics.safe_auroc((labels == A).astype(int), probs[:, A]), 4),
+        "predicted_class": pred.tolist(),
     }
 
 
 def beat_scores(model: GRUNet, records: Sequence[RRSequence], threshold: float) -> dict[str, Any]:
     """Streaming read-out on whole MIT-BIH records: each interval's P(AF) against its annotated rhythm."""
-    outs = predict(model, [rr_inputs(r.rr_ms, None) for r in records])
+    outs = predict(model, [inputs_of(r)[:, : model.config.n_inputs] for r in records])
     y = np.concatenate([r.beat_labels == A for r in records])
     p = np.concatenate([np.exp(o[:, A]) / np.exp(o).sum(axis=1) for o in outs])
     hit = p >= threshold
@@ -125,14 +193,35 @@ def beat_scores(model: GRUNet, records: Sequence[RRSequence], threshold: float) 
     }
 
 
-def best_af_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
-    grid = np.linspace(0.05, 0.95, 91)
-    f1 = [metrics.f1_per_class((labels == A).astype(int), (probs[:, A] >= g).astype(int), 2)[1] for g in grid]
-    return round(float(grid[int(np.argmax(f1))]), 4)
+def _argmax_f1(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean F1 (N, A, O) of the plain argmax: the epoch-selection score, before any tuning."""
+    return _mean_f1_nao(labels, probs.argmax(axis=1))
+
+
+def _fit_gru(parts: dict, y: dict, mit_train: list, quick: bool) -> tuple[GRUNet, list]:
+    counts = np.bincount(y["train"], minlength=len(AF_CLASSES)) + 1
+    class_weight = np.sqrt(counts.max() / counts)  # rarer rhythms weigh more, softened
+    items = _items(parts["train"] + mit_train, class_weight, np.random.default_rng(SEED))
+    model = build(GRUConfig(n_inputs=N_AF_INPUTS, n_outputs=len(AF_CLASSES), n_hidden=N_HIDDEN))
+    select = lambda m: _argmax_f1(y["val"], record_probs(m, parts["val"]))  # noqa: E731
+    return fit(model, items, _cross_entropy, select, epochs=1 if quick else EPOCHS, lr=3e-3, batch_size=32)
+
+
+def _baseline(parts: dict, y: dict, quick: bool) -> dict[str, Any]:
+    """Trees on the same per-beat inputs (summarised per recording), tuned and scored like the GRU."""
+    x = {k: [inputs_of(s) for s in v] for k, v in parts.items()}
+    trees = fit_trees(x["train"], y["train"], SEED, quick)
+    probs = {k: tree_probs(trees, x[k], len(AF_CLASSES)) for k in ("val", "test")}
+    thr = tune_decision(y["val"], probs["val"])
+    return {"thresholds": thr, **{k: _public(challenge_scores(y[k], probs[k], thr)) for k in probs}}
+
+
+def _public(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in scores.items() if k != "predicted_class"}
 
 
 def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, Any]:
-    """Fit on training recordings (+ MIT-BIH training records), select on validation, report test."""
+    """Fit on training recordings (+ MIT-BIH training records), select and tune on validation, report test."""
     seed_everything(SEED)
     labels = challenge2017_labels(data / "challenge2017_af")
     names = sorted(labels)[:60] if quick else sorted(labels)
@@ -143,28 +232,23 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     by = {s.name: s for s in c17}
     parts = {k: [by[n] for n in v] for k, v in split.items()}
     y = {k: np.array([s.label for s in v]) for k, v in parts.items()}
-    counts = np.bincount(y["train"], minlength=len(AF_CLASSES)) + 1
-    class_weight = np.sqrt(counts.max() / counts)  # rarer rhythms weigh more, softened
     mit_train = [m for m in mit if m.name.removeprefix("mitdb") in mitdb_train]
-    items = _items(parts["train"] + mit_train, class_weight)
-
-    model = build(GRUConfig(n_inputs=N_RR_INPUTS, n_outputs=len(AF_CLASSES), n_hidden=32))
-    select = lambda m: challenge_scores(y["val"], record_probs(m, parts["val"]))["f1_mean_nao"]["value"]  # noqa: E731
-    model, history = fit(model, items, _cross_entropy, select, epochs=1 if quick else 40, lr=3e-3, batch_size=32)
-    val_probs = record_probs(model, parts["val"])
-    threshold = best_af_threshold(y["val"], val_probs)
-    test_probs = record_probs(model, parts["test"])
-    test = challenge_scores(y["test"], test_probs)
+    model, history = _fit_gru(parts, y, mit_train, quick)
+    probs = {k: record_probs(model, parts[k]) for k in ("val", "test")}
+    thresholds = tune_decision(y["val"], probs["val"])  # chosen on validation only, before test is scored
+    test = challenge_scores(y["test"], probs["test"], thresholds)
     # Per-record test predictions let a quick check reproduce any subset of the held-out figures.
-    test["predicted_class"] = dict(zip(split["test"], test_probs.argmax(axis=1).tolist(), strict=True))
+    test["predicted_class"] = dict(zip(split["test"], test["predicted_class"], strict=True))
+    rr_only = {k: _public(challenge_scores(y[k], record_probs(model, parts[k], False), thresholds)) for k in probs}
     mit_test = [m for m in mit if m.name.removeprefix("mitdb") in mitdb_test]
     meta = {
-        "version_prefix": "1",
-        "task": "rhythm class N/A/O/~ after each RR interval; score = P(AF)",
+        "version_prefix": "2",
+        "task": "rhythm class N/A/O/~ after each beat from RR intervals and ECG beat morphology; score = P(AF)",
         "classes": list(AF_CLASSES),
-        "feature_version": "rr-logratio-1",
+        "feature_version": "rr-logratio-1+morph-1",
+        "inputs": ["rr_scaled", "rr_log_ratio", "rr_abs_log_ratio", *MORPH_NAMES],
         "beat_detector": f"streamer.signals.ecg_beats.ecg_r_peaks (source sha256 {_detector_sha()})",
-        "thresholds": {"af": threshold},
+        "thresholds": thresholds,
         "data_sha256": files_sha256(_training_files(data, names, mitdb_train + mitdb_test), data),
         "data_files": len(names) + len(mitdb_train + mitdb_test),
         "split": {
@@ -177,10 +261,14 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
             "mitdb_train_records": mitdb_train,
             "mitdb_test_records": mitdb_test,
         },
+        "selection": "epoch by validation mean F1 (argmax); then the AF threshold and the O / ~ offsets by "
+        "validation mean F1 (grid); test scored once, after both",
         "metrics": {
             "test": test,
-            "val": challenge_scores(y["val"], val_probs),
-            "mitdb_test_beats": beat_scores(model, mit_test, threshold) if mit_test else None,
+            "val": _public(challenge_scores(y["val"], probs["val"], thresholds)),
+            "rr_only": rr_only,
+            "trees": _baseline(parts, y, quick),
+            "mitdb_test_beats": beat_scores(model, mit_test, thresholds["af"]) if mit_test else None,
         },
         "history": history,
         "quick": quick,

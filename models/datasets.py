@@ -94,6 +94,23 @@ class RRSequence:
     rr_ms: np.ndarray  # (T,)
     label: int
     beat_labels: np.ndarray | None = None  # (T,) rhythm class of each interval, where annotated
+    morph: np.ndarray | None = None  # (T, N_MORPH) ECG morphology of the beat ending each interval
+
+
+def ecg_beats_and_morphology(ecg: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """R peaks of a whole recording and the morphology of each beat but the first, as the stream sees them.
+
+    The ECG channel filters causally from the first sample and reads morphology off that filtered
+    signal, so this does the same over the whole recording. Shapes (P,), (P - 1, N_MORPH).
+    """
+    from streamer.features.morphology import beat_morphology
+    from streamer.signals.ecg_beats import ecg_r_peaks
+    from streamer.signals.filters import CausalFilter
+
+    peaks = np.asarray(ecg_r_peaks(ecg, fs_hz), dtype=np.int64)
+    filt = CausalFilter.design("ecg", fs_hz, "standard").process(ecg)
+    prev = int(peaks[0]) if len(peaks) else None
+    return peaks, beat_morphology(filt, peaks[1:], fs_hz, prev_peak=prev)
 
 
 def rr_from_peaks(peaks: np.ndarray, fs_hz: float) -> np.ndarray:
@@ -106,17 +123,15 @@ def challenge2017_labels(folder: Path) -> dict[str, str]:
 
 
 def load_challenge2017(folder: Path, names: Sequence[str] | None = None) -> list[RRSequence]:
-    """RR sequences of the named recordings (all in REFERENCE.csv by default), via our own detector."""
+    """RR sequences and beat morphology of the named recordings (all in REFERENCE.csv by default)."""
     from scipy.io import loadmat
-
-    from streamer.signals.ecg_beats import ecg_r_peaks
 
     labels = challenge2017_labels(folder)
     out = []
     for name in track(names if names is not None else sorted(labels), desc="cinc2017"):
         ecg_mv = loadmat(folder / f"{name}.mat")["val"][0].astype(np.float64) / 1000.0
-        rr = rr_from_peaks(ecg_r_peaks(ecg_mv, 300.0), 300.0)
-        out.append(RRSequence(name, rr, AF_CLASSES.index(labels[name])))
+        peaks, morph = ecg_beats_and_morphology(ecg_mv, 300.0)
+        out.append(RRSequence(name, rr_from_peaks(peaks, 300.0), AF_CLASSES.index(labels[name]), morph=morph))
     return out
 
 
@@ -124,17 +139,15 @@ def load_mitdb(folder: Path, records: Sequence[str]) -> list[RRSequence]:
     """Whole MIT-BIH records (lead MLII) as RR sequences with each interval's annotated rhythm class."""
     import wfdb
 
-    from streamer.signals.ecg_beats import ecg_r_peaks
-
     out = []
     for rec in track(records, desc="mitdb"):
         record = wfdb.rdrecord(str(folder / rec), channels=[0])
         ann = wfdb.rdann(str(folder / rec), "atr")
         fs_hz = float(record.fs)
-        peaks = np.asarray(ecg_r_peaks(record.p_signal[:, 0].astype(np.float64), fs_hz))
+        peaks, morph = ecg_beats_and_morphology(record.p_signal[:, 0].astype(np.float64), fs_hz)
         rhythm = _rhythm_at(peaks[1:], ann)  # class of the beat that ends each interval
         label = int(np.bincount(rhythm, minlength=len(AF_CLASSES)).argmax())
-        out.append(RRSequence(f"mitdb{rec}", rr_from_peaks(peaks, fs_hz), label, rhythm))
+        out.append(RRSequence(f"mitdb{rec}", rr_from_peaks(peaks, fs_hz), label, rhythm, morph))
     return out
 
 

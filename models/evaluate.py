@@ -18,7 +18,9 @@ def evaluate_af(data: Path, mitdb: Path | None = None, weights_dir: Path | None 
     """Challenge 2017 metrics on every recording in REFERENCE.csv (+ per-interval MIT-BIH figures)."""
     ckpt = checkpoint.load(af.NAME, weights_dir)
     seqs = load_challenge2017(data, sorted(challenge2017_labels(data)))
-    scores = af.challenge_scores(np.array([s.label for s in seqs]), af.record_probs(ckpt.model, seqs))
+    labels, probs = np.array([s.label for s in seqs]), af.record_probs(ckpt.model, seqs)
+    scores = af.challenge_scores(labels, probs, ckpt.meta["thresholds"])
+    scores.pop("predicted_class")
     out = {"model": af.NAME, "version": ckpt.version, "data": str(data), **_flatten(scores)}
     if mitdb is not None:
         records = (mitdb / "RECORDS").read_text().split()

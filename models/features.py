@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+from streamer.features.morphology import N_MORPH
 
 # Streaming feature names (the numerics window contract) and the Challenge 2019 columns they map to.
 VITALS: tuple[str, ...] = (
@@ -30,6 +33,7 @@ VITAL_RANGES: tuple[tuple[float, float], ...] = (
 RR_MIN_MS, RR_MAX_MS = 200.0, 3000.0
 N_RR_INPUTS = 3
 N_VITAL_INPUTS = 2 * len(VITALS)
+N_AF_INPUTS = N_RR_INPUTS + N_MORPH
 
 
 def rr_inputs(rr_ms: Sequence[float] | np.ndarray, prev_rr_ms: float | None) -> np.ndarray:
@@ -43,6 +47,17 @@ def rr_inputs(rr_ms: Sequence[float] | np.ndarray, prev_rr_ms: float | None) -> 
     ratio = np.clip(np.log(rr / np.clip(prev, RR_MIN_MS, RR_MAX_MS)), -1.0, 1.0)
     x = np.stack([(rr - 800.0) / 250.0, 4.0 * ratio, 4.0 * np.abs(ratio)], axis=1) if len(rr) else None
     return (x if x is not None else np.zeros((0, N_RR_INPUTS))).astype(np.float32)
+
+
+def af_inputs(rr_ms: Sequence[float] | np.ndarray, prev_rr_ms: float | None, morph: np.ndarray | None) -> np.ndarray:
+    """RR inputs beside each beat's ECG morphology (zeros and valid = 0 without it). Shape (T, 3 + N_MORPH).
+
+    PPG pulse intervals have no morphology: the model sees the same RR inputs with valid = 0, as it
+    did in training for the recordings whose morphology was hidden (see ``models.af``).
+    """
+    rr = rr_inputs(rr_ms, prev_rr_ms)  # (T, 3)
+    m = np.zeros((len(rr), N_MORPH)) if morph is None else np.asarray(morph, dtype=np.float64).reshape(-1, N_MORPH)
+    return np.concatenate([rr, m], axis=1).astype(np.float32)
 
 
 def clean_vitals(values: np.ndarray) -> np.ndarray:
@@ -77,6 +92,47 @@ def vitals_inputs(
         locf[t] = carry
     z = np.nan_to_num(np.clip((locf - mean) / std, -5.0, 5.0), nan=0.0)
     return np.concatenate([z, observed], axis=1).astype(np.float32), carry
+
+
+TREND_ALPHAS = (1.0 / 4.0, 1.0 / 24.0)  # exponential means over about 4 h and about a day
+AGE_CAP_H = 48.0
+N_TREND_INPUTS = len(VITALS) * (3 + len(TREND_ALPHAS))
+
+
+@dataclass(frozen=True)
+class TrendState:
+    """What the trend inputs carry from one hour to the next (per-device state in the stream)."""
+
+    last: np.ndarray  # (7,) last raw value seen, NaN if never
+    age_h: np.ndarray  # (7,) hours since each vital was last measured (since the start if never)
+    ema: np.ndarray  # (len(TREND_ALPHAS), 7) exponential means of the carried-forward z-scores, NaN before any
+
+    @classmethod
+    def empty(cls) -> TrendState:
+        n = len(VITALS)
+        return cls(np.full(n, np.nan), np.zeros(n), np.full((len(TREND_ALPHAS), n), np.nan))
+
+
+def trend_inputs(
+    values: np.ndarray, state: TrendState, mean: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray, TrendState]:
+    """``vitals_inputs`` plus, per vital, hours since last measured and the z-score's distance from its
+    4 h and 24 h exponential means (a trend a memoryless model can read). (T, 7) -> (T, 35), new state.
+    """
+    x, last = vitals_inputs(values, state.last, mean, std)  # (T, 14)
+    observed = x[:, len(VITALS) :] > 0
+    age, ema = state.age_h.copy(), state.ema.copy()
+    ages, trends = np.empty((len(x), len(VITALS))), np.empty((len(x), len(TREND_ALPHAS), len(VITALS)))
+    for t in range(len(x)):
+        age = np.where(observed[t], 0.0, age + 1.0)
+        z = x[t, : len(VITALS)]
+        start = np.isnan(ema) & observed[t][None, :]
+        ema = np.where(start, z[None, :], ema)
+        ema = np.where(np.isnan(ema), ema, ema + np.asarray(TREND_ALPHAS)[:, None] * (z[None, :] - ema))
+        ages[t] = np.minimum(age, AGE_CAP_H) / 24.0
+        trends[t] = np.nan_to_num(z[None, :] - ema)
+    out = np.concatenate([x, ages, trends.reshape(len(x), -1)], axis=1).astype(np.float32)
+    return out, TrendState(last, age, ema)
 
 
 def vitals_targets(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

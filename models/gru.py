@@ -81,3 +81,34 @@ def build(config: GRUConfig | dict) -> GRUNet:
     if isinstance(config, dict):
         config = GRUConfig(**config)
     return GRUNet(config)
+
+
+def merge_ensemble(members: list[GRUNet]) -> GRUNet:
+    """One GRUNet whose output is exactly the mean of the members' outputs (one-layer members).
+
+    The members' hidden units sit side by side: projection rows stacked, GRU weights block-diagonal
+    (a GRU gate mixes only through its weight matrices, so zero off-diagonal blocks keep members
+    apart), and the head averages. Serving, state and batching stay those of a single network.
+    """
+    cfg = members[0].config
+    if cfg.n_layers != 1 or any(m.config != cfg for m in members):
+        raise ValueError("merge_ensemble needs one-layer members with the same config")
+    k, h = len(members), cfg.n_hidden
+    merged = GRUNet(GRUConfig(cfg.n_inputs, cfg.n_outputs, k * h, 1, cfg.dropout))
+    with torch.no_grad():
+        merged.proj.weight.copy_(torch.cat([m.proj.weight for m in members]))
+        merged.proj.bias.copy_(torch.cat([m.proj.bias for m in members]))
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            target = getattr(merged.gru, name)
+            target.zero_()
+            for i, m in enumerate(members):
+                src = getattr(m.gru, name)  # (3h, h) or (3h,): gates r, z, n stacked
+                for g in range(3):
+                    rows = slice(g * k * h + i * h, g * k * h + (i + 1) * h)
+                    if src.dim() == 2:
+                        target[rows, i * h : (i + 1) * h] = src[g * h : (g + 1) * h]
+                    else:
+                        target[rows] = src[g * h : (g + 1) * h]
+        merged.head.weight.copy_(torch.cat([m.head.weight for m in members], dim=1) / k)
+        merged.head.bias.copy_(torch.stack([m.head.bias for m in members]).mean(dim=0))
+    return merged.eval()

@@ -13,8 +13,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from models import checkpoint, metrics
 from models.datasets import Patient, files_sha256, load_sepsis, sepsis_files, split_ids
-from models.features import N_VITAL_INPUTS, VITALS, clean_vitals, vitals_inputs
-from models.gru import GRUConfig, GRUNet, build
+from models.features import N_TREND_INPUTS, VITALS, TrendState, clean_vitals, trend_inputs
+from models.gru import GRUConfig, GRUNet, build, merge_ensemble
 from models.train import fit, predict, seed_everything
 from models.utility import best_predictions, hourly_utilities
 
@@ -25,23 +25,26 @@ SEED = 2019
 TREE_LAGS_H = (1, 3, 6)
 
 
-N_INPUTS = N_VITAL_INPUTS + 1
+N_INPUTS = N_TREND_INPUTS + 1
 HOURS_SCALE = 100.0
+N_HIDDEN = 32
+EPOCHS = 10
+N_MEMBERS = 3
 
 
 def with_hours(x: np.ndarray, first_hour: int) -> np.ndarray:
-    """Append hours since the stream began (ICU length of stay in training), scaled. (T, 14) -> (T, 15)."""
+    """Append hours since the stream began (ICU length of stay in training), scaled. (T, C) -> (T, C + 1)."""
     hours = (first_hour + np.arange(len(x), dtype=np.float32))[:, None] / HOURS_SCALE
     return np.concatenate([x, hours], axis=1).astype(np.float32)
 
 
 def encode(patients: Sequence[Patient], mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
-    """Model inputs (T, 15) of each whole stay, from an empty carried state."""
-    return [with_hours(vitals_inputs(p.vitals, np.full(len(VITALS), np.nan), mean, std)[0], 0) for p in patients]
+    """Model inputs (T, 36) of each whole stay, from an empty carried state."""
+    return [with_hours(trend_inputs(p.vitals, TrendState.empty(), mean, std)[0], 0) for p in patients]
 
 
 def tree_features(x: np.ndarray) -> np.ndarray:
-    """The GRU's hourly inputs plus what a memoryless model needs: changes over 1, 3 and 6 h. (T, 36)."""
+    """The GRU's hourly inputs plus what a memoryless model needs: changes over 1, 3 and 6 h. (T, 57)."""
     z = x[:, : len(VITALS)]  # (T, 7) carried-forward z-scores
     lags = [z - np.concatenate([np.repeat(z[:1], k, axis=0), z[:-k]])[: len(z)] for k in TREE_LAGS_H]
     return np.concatenate([x, *lags], axis=1)
@@ -106,6 +109,22 @@ def _bce(pos_weight: float):
     return loss
 
 
+def _fit_ensemble(
+    items: list, x_val: list[np.ndarray], y_val: list[np.ndarray], pos_weight: float, quick: bool
+) -> tuple[GRUNet, list]:
+    """``N_MEMBERS`` GRUs from different seeds, each at its best validation-AUROC epoch, merged into one
+    network that outputs their mean logit (``models.gru.merge_ensemble``)."""
+    val_auroc = lambda m: metrics.safe_auroc(np.concatenate(y_val), np.concatenate(gru_probs(m, x_val)))  # noqa: E731
+    members, history = [], []
+    for k in range(1 if quick else N_MEMBERS):
+        torch.manual_seed(SEED + k)
+        member = build(GRUConfig(n_inputs=N_INPUTS, n_outputs=1, n_hidden=N_HIDDEN))
+        member, h = fit(member, items, _bce(pos_weight), val_auroc, epochs=1 if quick else EPOCHS, lr=3e-3, seed=k)
+        members.append(member)
+        history.append(h)
+    return merge_ensemble(members), history
+
+
 def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, Any]:
     """Fit GRU and trees on the training patients, pick by validation utility, report test patients."""
     seed_everything(SEED)
@@ -121,10 +140,8 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     y = {k: [p.labels.astype(np.float32) for p in v] for k, v in parts.items()}
     pos = float(np.concatenate(y["train"]).mean())
 
-    model = build(GRUConfig(n_inputs=N_INPUTS, n_outputs=1, n_hidden=32))
     items = [(xi, yi[:, None]) for xi, yi in zip(x["train"], y["train"], strict=True)]
-    val_auroc = lambda m: metrics.safe_auroc(np.concatenate(y["val"]), np.concatenate(gru_probs(m, x["val"])))  # noqa: E731
-    model, history = fit(model, items, _bce(min(20.0, (1 - pos) / pos)), val_auroc, epochs=1 if quick else 20, lr=3e-3)
+    model, history = _fit_ensemble(items, x["val"], y["val"], min(20.0, (1 - pos) / pos), quick)
     gru = {k: gru_probs(model, x[k]) for k in ("val", "test")}
     gru_thr = best_threshold(y["val"], gru["val"])
 
@@ -148,11 +165,11 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
         log.info("%s: val %s test %s", label, results[label]["val"]["utility"], results[label]["test"]["utility"])
     winner = max(results, key=lambda k: results[k]["val"]["utility"]["value"])
     meta = {
-        "version_prefix": "1",
+        "version_prefix": "2",
         "task": "P(SepsisLabel = 1) each hour from hourly vitals",
         "served": winner,
         "selection": "the model with the higher normalised utility on validation patients is shipped",
-        "feature_version": "vitals-locf-hours-1" + ("+lags-1-3-6" if winner == "trees" else ""),
+        "feature_version": "vitals-locf-age-ema4-ema24-hours-2" + ("+lags-1-3-6" if winner == "trees" else ""),
         "inputs": list(VITALS),
         "norm_mean": mean.tolist(),
         "norm_std": std.tolist(),
@@ -169,6 +186,8 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
         },
         "metrics": {"test": results[winner]["test"], "val": results[winner]["val"], "comparison": results},
         "gru_config": model.config.to_dict(),
+        "gru_ensemble": f"{len(history)} GRUs of {N_HIDDEN} units (seeds {SEED}..{SEED + len(history) - 1}), "
+        "each at its best validation-AUROC epoch, merged block-diagonally into one network (mean logit)",
         "gru_history": history,
         "quick": quick,
     }
@@ -183,8 +202,7 @@ def predict_stays(vitals: Sequence[np.ndarray], weights_dir: Path | None = None)
     """Hourly probabilities of whole stays from the shipped model (GRU or trees), and its metadata."""
     meta = checkpoint.load_meta(NAME, weights_dir)
     mean, std = np.asarray(meta["norm_mean"]), np.asarray(meta["norm_std"])
-    empty = np.full(len(VITALS), np.nan)
-    x = [with_hours(vitals_inputs(v, empty, mean, std)[0], 0) for v in vitals]
+    x = [with_hours(trend_inputs(v, TrendState.empty(), mean, std)[0], 0) for v in vitals]
     if meta.get("kind") == "trees":
         trees, _ = checkpoint.load_estimator(NAME, weights_dir)
         return [trees.predict_proba(tree_features(xi))[:, 1] for xi in x], meta

@@ -20,6 +20,8 @@ class FeatureWindow:
     usable: bool
     features: Mapping[str, float | None]
     rr_ms: tuple[float, ...] = ()  # RR (or pulse-to-pulse) intervals ending in this window, for the AF model
+    # ECG only: the morphology row (streamer.features.morphology.MORPH_NAMES) of the beat ending each interval
+    beat_morph: tuple[tuple[float, ...], ...] = ()
     patient_id: str | None = None
     feature_version: str = FEATURE_VERSION
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from models import checkpoint
 from models.datasets import AF_CLASSES
-from models.features import VITALS, rr_inputs, vitals_inputs, vitals_row, vitals_targets
+from models.features import VITALS, TrendState, af_inputs, trend_inputs, vitals_inputs, vitals_row, vitals_targets
 from models.sepsis import TREE_LAGS_H, tree_features, with_hours
 from models.trees import TreePredictor
 from streamer.inference.predictor import Predictor, StepResult, resolve_device
@@ -91,6 +91,7 @@ class AfAdapter(_Adapter):
 
     def __init__(self, meta: dict[str, Any]) -> None:
         self.threshold = float(meta["thresholds"]["af"])
+        self.n_inputs = int(meta["config"]["n_inputs"])  # 3: a version-1 (RR-only) network
 
     @classmethod
     def wants(cls, w: FeatureWindow) -> bool:
@@ -128,7 +129,7 @@ class AfAdapter(_Adapter):
             last_end, tail = w.window_end_ms, [float(v) for v in w.rr_ms][-MAX_TAIL:]
             if not new:
                 continue
-            steps.append(rr_inputs(new, prev_rr))
+            steps.append(af_inputs(new, prev_rr, _new_morph(w, len(new)))[:, : self.n_inputs])
             prev_rr, n_beats = float(new[-1]), n_beats + len(new)
             if n_beats >= AF_MIN_BEATS:
                 marks.append((sum(len(s) for s in steps) - 1, w.window_end_ms))
@@ -145,6 +146,13 @@ class AfAdapter(_Adapter):
             p = np.exp(out[step] - out[step].max())
             result.append(Score(ts_ms, float(p[a] / p.sum())))
         return result
+
+
+def _new_morph(w: FeatureWindow, n_new: int) -> np.ndarray | None:
+    """Morphology rows of the last ``n_new`` intervals (new ones are always a suffix), None without ECG."""
+    if len(w.beat_morph) != len(w.rr_ms):
+        return None
+    return np.asarray(w.beat_morph[len(w.rr_ms) - n_new :], dtype=np.float64)
 
 
 def _new_intervals(w: FeatureWindow, last_end_ms: int | None, prev_rr: Sequence[float]) -> list[float]:
@@ -225,9 +233,14 @@ class SepsisAdapter(_NumericsAdapter):
         if not rows:
             st.update(pending)
             return None
-        x, last = vitals_inputs(np.stack(rows), _none_to_nan(st.get("last")), self.mean, self.std)
+        x, trend = trend_inputs(np.stack(rows), _trend_state(st), self.mean, self.std)
         n_hours = int(st.get("n_hours", 0))
-        pending.update(last=_nan_to_none(last), n_hours=n_hours + len(rows))
+        pending.update(
+            last=_nan_to_none(trend.last),
+            age_h=trend.age_h.tolist(),
+            ema=[_nan_to_none(e) for e in trend.ema],
+            n_hours=n_hours + len(rows),
+        )
         x = with_hours(x, n_hours)
         if self.trees:  # memoryless trees see lagged changes: keep the last hours' inputs instead of h
             full = np.concatenate([np.asarray(st.get("x_hist", np.zeros((0, x.shape[1]))), dtype=np.float32), x])
@@ -237,6 +250,14 @@ class SepsisAdapter(_NumericsAdapter):
 
     def scores(self, plan: Plan, out: np.ndarray, st: dict[str, Any]) -> list[Score]:
         return [Score(ts, float(1.0 / (1.0 + np.exp(-out[i, 0])))) for i, ts in plan.marks]
+
+
+def _trend_state(st: dict[str, Any]) -> TrendState:
+    empty = TrendState.empty()
+    if st.get("ema") is None:
+        return TrendState(_none_to_nan(st.get("last")), empty.age_h, empty.ema)
+    ema = np.stack([_none_to_nan(e) for e in st["ema"]])
+    return TrendState(_none_to_nan(st.get("last")), np.asarray(st["age_h"], dtype=np.float64), ema)
 
 
 def load_model(name: str, weights_dir: Path | None, device: str) -> Predictor | TreePredictor:

@@ -25,6 +25,7 @@ from streamer.features.extract import (
     resp_rate_from_signal,
     rr_features,
 )
+from streamer.features.morphology import PRE_S, beat_morphology
 from streamer.records import FeatureWindow
 from streamer.signals.ecg_beats import EcgBeatDetector
 from streamer.signals.filters import CausalFilter
@@ -244,7 +245,16 @@ class Channel(SampleClock):
             feats = {k: (v if k == "n_beats" else None) for k, v in feats.items()}
         feats["gap_s"] = gap_s
         rr = tuple(float(v) for v in rr_ms) if usable else ()
-        return self._record(start_ms, end_ms, q, usable, feats, rr)
+        record = self._record(start_ms, end_ms, q, usable, feats, rr)
+        if self.signal != "ecg" or not rr:
+            return record
+        return replace(record, beat_morph=self._morphology(with_prev))
+
+    def _morphology(self, peaks: np.ndarray) -> tuple[tuple[float, ...], ...]:
+        """Morphology of each beat after the first of ``peaks``, read off the filtered ring buffer."""
+        lo = max(int(peaks[0]) - round(PRE_S * self.fs_hz), self.filt.start)
+        rows = beat_morphology(self.filt.get(lo, self.n), peaks[1:] - lo, self.fs_hz, prev_peak=int(peaks[0]) - lo)
+        return tuple(tuple(float(v) for v in r) for r in rows)
 
     def _ppg_resp_rate(self, known: list[list[float]], end_ms: int) -> tuple[float | None, float | None]:
         """Respiratory rate from the beats of the last ``resp_window_s`` and its spectral quality index."""

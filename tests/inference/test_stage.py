@@ -9,12 +9,11 @@ import pytest
 from scipy.io import loadmat
 
 from models import af, anomaly, checkpoint, sepsis
-from models.datasets import RRSequence, data_dir, load_sepsis
+from models.datasets import RRSequence, data_dir, ecg_beats_and_morphology, load_sepsis
 from models.features import VITALS
 from streamer.config import Settings
 from streamer.inference.stage import InferenceStage
 from streamer.records import FeatureWindow
-from streamer.signals.ecg_beats import ecg_r_peaks
 
 pytestmark = pytest.mark.unit
 
@@ -46,16 +45,18 @@ def numerics_windows(patients) -> list[FeatureWindow]:
     return sorted(windows, key=lambda w: (w.window_end_ms, w.device_id))
 
 
-def ecg_windows(record: str, device_id: str) -> list[FeatureWindow]:
+def ecg_windows(record: str, device_id: str, with_morph: bool = True) -> list[FeatureWindow]:
+    """Sliding 10 s ECG windows as the ECG channel closes them: intervals and the morphology of their beats."""
     ecg_mv = loadmat(data_dir() / "challenge2017_af" / f"{record}.mat")["val"][0] / 1000.0
-    peaks_ms = ecg_r_peaks(ecg_mv.astype(np.float64), 300.0) * 1000.0 / 300.0
+    peaks, morph = ecg_beats_and_morphology(ecg_mv.astype(np.float64), 300.0)
+    peaks_ms = peaks * 1000.0 / 300.0
     windows = []
     for start in np.arange(0, peaks_ms[-1] - 10_000, 2_000):
         inside = np.flatnonzero((peaks_ms[1:] >= start) & (peaks_ms[1:] < start + 10_000)) + 1
         rr = tuple(float(peaks_ms[i] - peaks_ms[i - 1]) for i in inside)
-        windows.append(
-            FeatureWindow(device_id, "ecg", T0_MS + int(start), T0_MS + int(start) + 10_000, 0.9, True, {}, rr_ms=rr)
-        )
+        rows = tuple(tuple(float(v) for v in morph[i - 1]) for i in inside) if with_morph else ()
+        start_ms = T0_MS + int(start)
+        windows.append(FeatureWindow(device_id, "ecg", start_ms, start_ms + 10_000, 0.9, True, {}, rr, beat_morph=rows))
     return windows
 
 
@@ -97,17 +98,19 @@ def test_sepsis_and_anomaly_streams_equal_offline_whole_stays(stage, patients) -
         np.testing.assert_allclose([s.score for s in anomaly_scores[f"dev{d}"]], expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("record", ["A00007", "A00015", "A00037"])
-def test_af_stream_feeds_each_interval_once_and_equals_offline(stage, record: str) -> None:
+@pytest.mark.parametrize(("record", "with_morph"), [("A00007", True), ("A00015", True), ("A00037", False)])
+def test_af_stream_feeds_each_interval_once_and_equals_offline(stage, record: str, with_morph: bool) -> None:
+    """Beat by beat in the stream equals the whole recording, with ECG morphology or (PPG-like) without."""
     states: dict[str, dict] = {}
-    windows = ecg_windows(record, "ecg0")
+    windows = ecg_windows(record, "ecg0", with_morph)
     out = stage.run(windows, states)
     ecg_mv = loadmat(data_dir() / "challenge2017_af" / f"{record}.mat")["val"][0] / 1000.0
-    peaks_ms = ecg_r_peaks(ecg_mv.astype(np.float64), 300.0) * 1000.0 / 300.0
+    peaks, morph = ecg_beats_and_morphology(ecg_mv.astype(np.float64), 300.0)
+    peaks_ms = peaks * 1000.0 / 300.0
     covered = peaks_ms[1:] < windows[-1].window_end_ms - T0_MS  # intervals ending inside some window
     assert states["ecg0"]["af:ecg"]["n_beats"] == int(covered.sum())
-    rr = np.diff(peaks_ms)[covered]
-    offline = af.record_probs(checkpoint.load("af").model, [RRSequence(record, rr, 0)])[0, af.A]
+    seq = RRSequence(record, np.diff(peaks_ms)[covered], 0, morph=morph[covered])
+    offline = af.record_probs(checkpoint.load("af").model, [seq], with_morph=with_morph)[0, af.A]
     assert out.scores[-1].score == pytest.approx(offline, abs=1e-5)
     assert all(0.0 <= s.score <= 1.0 for s in out.scores)
 

@@ -70,7 +70,7 @@ def test_af_reproduces_stored_test_predictions_on_a_subset() -> None:
     names = ckpt.meta["split"]["test_records"][::7][:60]
     probs = af.record_probs(ckpt.model, load_challenge2017(data_dir() / "challenge2017_af", names))
     assert np.allclose(probs.sum(axis=1), 1.0)
-    assert probs.argmax(axis=1).tolist() == [stored[n] for n in names]
+    assert af.decide(probs, ckpt.meta["thresholds"]).tolist() == [stored[n] for n in names]
 
 
 def test_af_reproduces_stored_test_metrics_in_full(monkeypatch) -> None:
@@ -82,6 +82,7 @@ def test_af_reproduces_stored_test_metrics_in_full(monkeypatch) -> None:
     again = af.challenge_scores(
         np.array([af.AF_CLASSES.index(labels[n]) for n in names]),
         af.record_probs(ckpt.model, load_challenge2017(folder, names)),
+        ckpt.meta["thresholds"],
     )
     assert again["confusion_rows_true_cols_pred"] == ckpt.meta["metrics"]["test"]["confusion_rows_true_cols_pred"]
     assert again["f1_mean_nao"]["value"] == ckpt.meta["metrics"]["test"]["f1_mean_nao"]["value"]

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.gru import GRUConfig, build
+from models.gru import GRUConfig, GRUNet, build
 
 pytestmark = pytest.mark.unit
 
@@ -66,3 +66,22 @@ def test_output_shapes() -> None:
     out, h = net(torch.zeros(3, 8, 3))
     assert out.shape == (3, 8, 4)
     assert h.shape == (2, 3, 16)
+
+
+def test_merged_ensemble_is_the_mean_of_its_members_step_by_step() -> None:
+    from models.gru import merge_ensemble
+
+    torch.manual_seed(3)
+    members = [GRUNet(GRUConfig(n_inputs=5, n_outputs=2, n_hidden=6)).eval() for _ in range(3)]
+    merged = merge_ensemble(members)
+    x = torch.randn(2, 9, 5)
+    with torch.inference_mode():
+        mean = torch.stack([m(x)[0] for m in members]).mean(dim=0)
+        whole, _ = merged(x)
+        h, steps = None, []
+        for t in range(x.shape[1]):
+            out, h = merged(x[:, t : t + 1], h)
+            steps.append(out)
+    torch.testing.assert_close(whole, mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole, rtol=1e-5, atol=1e-6)
+    assert merged.config.n_hidden == 18

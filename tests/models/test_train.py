@@ -68,7 +68,7 @@ def test_train_af_quick_reproduces_its_f1(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(metrics, "N_BOOTSTRAP", 50)
     seqs = load_challenge2017(folder, names)
     again = af.challenge_scores(
-        np.array([af.AF_CLASSES.index(labels[n]) for n in names]), af.record_probs(ckpt.model, seqs)
+        np.array([af.AF_CLASSES.index(labels[n]) for n in names]), af.record_probs(ckpt.model, seqs), meta["thresholds"]
     )
     assert again["f1_mean_nao"]["value"] == meta["metrics"]["test"]["f1_mean_nao"]["value"]
     assert again["confusion_rows_true_cols_pred"] == meta["metrics"]["test"]["confusion_rows_true_cols_pred"]
