@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from streamer.contracts import TELEMETRY, DeadLetter, MotionMessage, ReasonCode, VitalsMessage, WaveformMessage
+from streamer.contracts import (
+    MAX_REASON_CHARS,
+    TELEMETRY,
+    DeadLetter,
+    MotionMessage,
+    ReasonCode,
+    VitalsMessage,
+    WaveformMessage,
+)
 
 Message = VitalsMessage | WaveformMessage | MotionMessage
 
@@ -71,7 +79,7 @@ def _rejection(errors: list[ErrorDetails], raw: bytes) -> Rejected:
     text = f"{loc}: {first['msg']}" if loc else first["msg"]
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more)"
-    return Rejected(code, text[:2000], _peek_device_id(raw) if code is not ReasonCode.MALFORMED_JSON else None)
+    return Rejected(code, text, _peek_device_id(raw) if code is not ReasonCode.MALFORMED_JSON else None)
 
 
 def _reason_code(err: ErrorDetails) -> ReasonCode:
@@ -118,10 +126,18 @@ def _scan_device_id(head: bytes) -> str | None:
     return match.group(1).decode() if match else None
 
 
+def bounded_reason(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """A reason that fits the DeadLetter contract whatever went into it (numbers of any length, exception text)."""
+    if len(text) <= limit:
+        return text
+    marker = f"... [{len(text) - limit} chars cut]"
+    return text[: limit - len(marker)] + marker
+
+
 def dead_letter(raw: bytes, rejected: Rejected, *, topic: str, partition: int, offset: int, now_ms: int) -> DeadLetter:
     return DeadLetter(
         reason_code=rejected.code,
-        reason=rejected.reason,
+        reason=bounded_reason(rejected.reason),
         original_b64=base64.b64encode(raw).decode("ascii"),
         original_size_bytes=len(raw),
         source_topic=topic,
