@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 class AlertIndex:
     """alert id -> (device id, partition), read from the alerts topic itself (all partitions, no group)."""
 
-    def __init__(self, topic: str, client_kwargs: dict[str, object]) -> None:
-        self.topic = topic
+    def __init__(self, topic: str, partitions: int, client_kwargs: dict[str, object]) -> None:
+        self.topic, self.partitions = topic, partitions
         self.where: dict[str, tuple[str, int]] = {}
         self.consumer = AIOKafkaConsumer(
             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **client_kwargs
@@ -41,8 +41,7 @@ class AlertIndex:
         """Read what the alerts topic holds now."""
         if not self._started:
             await self.consumer.start()
-            partitions = self.consumer.partitions_for_topic(self.topic) or set()
-            self.consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
+            self.consumer.assign([TopicPartition(self.topic, p) for p in range(self.partitions)])
             self._started = True
         tps = list(self.consumer.assignment())
         end = await self.consumer.end_offsets(tps)

@@ -40,7 +40,7 @@ class DeliveryWorker:
 
     def __init__(self, settings: Settings, client_kwargs: dict[str, object]) -> None:
         self.settings, self.client_kwargs = settings, client_kwargs
-        self.index = AlertIndex(settings.topics.alerts, client_kwargs)
+        self.index = AlertIndex(settings.topics.alerts, settings.partitions, client_kwargs)
         self.ingest = IngestStage(settings)
         self.pipeline = PipelineStage(settings, load_inference(settings), acks_by_device_topic(settings))
         self.router = AckRouter(settings, self.index, acks_by_device_topic(settings))
