@@ -153,14 +153,16 @@ def suite(
     return result
 
 
-def short_inputs(copies: int = 2, seed: int = 7) -> list[tuple[bytes, bytes]]:
-    """Two golden sessions (cuts of MIT-BIH 201 and BIDMC 01) fanned out, with duplicates and malformed ones."""
+def short_inputs(
+    copies: int = 2, seed: int = 7, names: tuple[str, ...] = ("mitdb201_af", "bidmc01_icu")
+) -> list[tuple[bytes, bytes]]:
+    """Golden sessions (cuts of MIT-BIH 201 and BIDMC 01) fanned out, with duplicates and malformed ones."""
     from streamer.offline.golden import GOLDENS, session_path
     from streamer.sessions.format import read_session
 
     messages = []
     for g in GOLDENS:
-        if g.name in ("mitdb201_af", "bidmc01_icu"):
+        if g.name in names:
             messages += [(r.key.decode(), r.value) for r in read_session(session_path(g)) if r.key and r.value]
     return inject(fan_out(messages, copies), random.Random(seed), duplicates=30, malformed=12)
 

@@ -87,22 +87,26 @@ class Progress:
         return self.end_offsets([t.features, t.scores, t.alerts, t.telemetry_valid], partitions)
 
     def lag(self) -> int:
-        """Input not yet reflected by the ingest and pipeline markers (the committed offsets follow them)."""
-        from kafka import KafkaAdminClient
+        """Input not yet committed by the ingest and pipeline groups (they commit right after their markers)."""
+        from kafka import KafkaConsumer, TopicPartition
 
-        admin = KafkaAdminClient(**self.settings.kafka_client_kwargs())
-        try:
-            total = 0
-            for stage, topic in (
-                ("ingest", self.settings.topics.telemetry),
-                ("pipeline", self.settings.topics.telemetry_valid),
-            ):
-                committed = admin.list_consumer_group_offsets(f"{self.settings.app_id}-{stage}")
-                done = sum(m.offset for tp, m in committed.items() if tp.topic == topic and m.offset >= 0)
-                total += self.end_offsets([topic]) - done
-            return total
-        finally:
-            admin.close()
+        total = 0
+        for stage, topic in (
+            ("ingest", self.settings.topics.telemetry),
+            ("pipeline", self.settings.topics.telemetry_valid),
+        ):
+            consumer = KafkaConsumer(
+                group_id=f"{self.settings.app_id}-{stage}",
+                enable_auto_commit=False,
+                **self.settings.kafka_client_kwargs(),
+            )
+            try:
+                tps = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
+                end = consumer.end_offsets(tps)
+                total += sum(end[tp] - (consumer.committed(tp) or 0) for tp in tps)
+            finally:
+                consumer.close()
+        return total
 
 
 def owned(worker: Worker, stage: str) -> list[int]:
@@ -179,8 +183,7 @@ class Chaos:
         if hard:
             pid = _pid(self.broker)
             if pid:
-                os.kill(pid, signal.SIGKILL)
-                wait_for(lambda: _pid(self.broker) is None, 30)
+                os.kill(pid, signal.SIGKILL)  # (the child stays a zombie of this process: _pid cannot tell)
         else:
             down(self.broker)
         time.sleep(self.rng.uniform(1, 4))
@@ -220,9 +223,15 @@ class Chaos:
     def drain(self, timeout_s: float) -> bool:
         progress = Progress(self.settings)
 
+        quiet = {"outputs": -1, "since": time.monotonic()}
+
         def idle() -> bool:
+            """Everything committed, or (a commit lost in a rebalance is never repeated) 45 s without output."""
             self._restart_dead()
-            return progress.lag() == 0
+            outputs = progress.outputs()
+            if outputs != quiet["outputs"]:
+                quiet.update(outputs=outputs, since=time.monotonic())
+            return progress.lag() == 0 or time.monotonic() - quiet["since"] > 45
 
         done = wait_for(idle, timeout_s, every_s=2.0) is not None
         time.sleep(5)  # the tick's wall-clock closures of the last windows
