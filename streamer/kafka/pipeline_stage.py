@@ -42,6 +42,7 @@ class PipelineStage:
         self.pipelines: dict[int, Pipeline] = {}
         self.offsets: dict[str, int] = {}  # device -> highest valid-topic offset its live runtime reflects
         self.progress: dict[int, int] = {}  # partition -> newest ingest stamp seen (the partition's clock)
+        self.late: dict[str, int] = {}  # device -> late chunks dropped so far (reported when it grows)
         self.counts: Counter[str] = Counter()
 
     def assigned(self, states: dict[int, PartitionState]) -> None:
@@ -106,6 +107,17 @@ class PipelineStage:
             await self._one_by_one(state, batch, records, effects)
             return
         effects.outgoing += self._outgoing(out, state.partition)
+        self._report_late(pipeline, {m.device_id for m, _ in batch})
+
+    def _report_late(self, pipeline: Pipeline, devices: set[str]) -> None:
+        """Chunks later than VITALS_LATE_GRACE_MS cannot be put in order any more: count and report each one."""
+        for device in devices:
+            late = _late_count(pipeline, device)
+            before = self.late.get(device, late)
+            self.late[device] = late
+            if late > before:
+                self.counts["late_chunks_dropped"] += late - before
+                log.warning("device %s: %d chunk(s) later than the grace period were dropped", device, late - before)
 
     async def _one_by_one(
         self, state: PartitionState, batch: Batch, records: list[ConsumerRecord], effects: Effects
@@ -176,6 +188,7 @@ class PipelineStage:
         packed = state.values.get(device.encode())
         stored = decode_state(packed) if packed else None
         pipeline.runtime(device, stored, patient)
+        self.late[device] = _late_count(pipeline, device)
         if not keep_offset:
             self.offsets[device] = int(stored.get("offset", -1)) if stored else -1
 
@@ -203,6 +216,12 @@ class PipelineStage:
             stamped = a.model_copy(update={"latency": a.latency.model_copy(update={"publish_ts_ms": stamp})})
             items.append(Outgoing(names.alerts, a.alert_id.encode(), stamped.model_dump_json().encode(), partition))
         return items
+
+
+def _late_count(pipeline: Pipeline, device: str) -> int:
+    rt = pipeline.devices.get(device)
+    stats = rt.signals.stats if rt is not None else {}
+    return stats.get("late_dropped", 0) + stats.get("numerics_too_late", 0)
 
 
 def _header_stamp(record: ConsumerRecord) -> int:

@@ -149,3 +149,19 @@ def test_ingest_stage_survives_a_4000_digit_seq_and_forwards_the_rest() -> None:
     # Redelivery of the whole batch after a crash: nothing is forwarded twice.
     assert [o for o in _run(stage, state, records).outgoing if o.topic == SETTINGS.topics.telemetry_valid] == []
     assert state.values and MARKER_KEY not in state.values and marker_value({"a": 1}) == b'{"a":1}'
+
+
+def test_chunks_later_than_the_grace_are_counted_and_reported_not_silently_dropped() -> None:
+    session = _session("mitdb100_clean")
+    order = list(range(len(session)))
+    order.remove(50)
+    order.insert(order.index(60) + 1, 50)  # 10 s of event time late: beyond the 2 s grace
+    order[100], order[101] = order[101], order[100]  # 1 s late: put back in order within the grace
+    records = _records([session[i] for i in order])
+    state = PartitionState(0)
+    stage = _stage(state)
+    for i in range(0, len(records), 40):
+        _run(stage, state, records[i : i + 40])
+    assert stage.counts["late_chunks_dropped"] == 1
+    stats = stage.pipelines[0].devices["mitdb-100"].signals.stats
+    assert stats["late_dropped"] == 1  # the chunk 1 s late was put in order, not dropped
