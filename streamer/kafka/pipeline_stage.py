@@ -41,7 +41,8 @@ class PipelineStage:
         self.topics = [self.valid_topic, acks_topic]
         self.pipelines: dict[int, Pipeline] = {}
         self.offsets: dict[str, int] = {}  # device -> highest valid-topic offset its live runtime reflects
-        self.progress: dict[int, int] = {}  # partition -> newest ingest stamp seen (the partition's clock)
+        # partition -> (newest ingest stamp read, wall clock when it was read): the partition's own clock
+        self.progress: dict[int, tuple[int, int]] = {}
         self.late: dict[str, int] = {}  # device -> late chunks dropped so far (reported when it grows)
         self.counts: Counter[str] = Counter()
 
@@ -85,7 +86,8 @@ class PipelineStage:
                 effects.outgoing.append(to_dlq(self.settings, record, rejected, self.counts))
                 continue
             stamp = _header_stamp(record)
-            self.progress[state.partition] = max(self.progress.get(state.partition, 0), stamp)
+            if stamp > self.progress.get(state.partition, (-1, 0))[0]:
+                self.progress[state.partition] = (stamp, now_ms())
             if record.offset <= self.offsets[msg.device_id]:
                 self.counts["redelivered"] += 1
                 continue
@@ -163,15 +165,19 @@ class PipelineStage:
     ) -> dict[int, Effects]:
         """Close windows of quiet devices and judge silence on each partition's own clock.
 
-        A partition read to its end runs on the wall clock; one that runs behind runs on the newest ingest stamp
-        it has read, so a backlog never makes its devices look silent.
+        The clock of a partition is the newest ingest stamp read from it, plus the wall time since that read once
+        the partition is read to its end; so a backlog (here or upstream in ingest) never makes devices look
+        silent, while a device that stops while the others go on does.
         """
         result: dict[int, Effects] = {}
         loop = asyncio.get_running_loop()
         for p, pipeline in self.pipelines.items():
-            clock = now_ms() if await caught_up(p) else self.progress.get(p)
-            if clock is None or not pipeline.devices:
+            if p not in self.progress or not pipeline.devices:
                 continue
+            newest, read_at = self.progress[p]
+            # Read to its end, the partition's clock runs on from its newest stamp at wall-clock speed; behind
+            # (or fed by an ingest stage that is behind), it stays at the newest stamp it has read.
+            clock = newest + max(0, now_ms() - read_at) if await caught_up(p) else newest
             out = await loop.run_in_executor(None, pipeline.tick, clock)
             if out.features or out.scores or out.alerts:
                 effects = Effects(outgoing=self._outgoing(out, p))

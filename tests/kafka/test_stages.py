@@ -7,6 +7,7 @@ the same classes on the real broker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -88,11 +89,11 @@ def test_resumed_stage_skips_what_its_state_reflects_and_recomputes_the_same_byt
 
 
 def test_a_pipeline_running_behind_raises_no_device_silent() -> None:
-    records = _records(_session("bidmc01_icu"))
+    icu = _records(_session("bidmc01_icu"))
     state = PartitionState(0)
     stage = _stage(state)
-    for i in range(0, len(records) // 2, 50):
-        _run(stage, state, records[i : i + 50])
+    for i in range(0, len(icu) // 2, 50):
+        _run(stage, state, icu[i : i + 50])
 
     async def behind(partition: int) -> bool:
         return False
@@ -100,13 +101,18 @@ def test_a_pipeline_running_behind_raises_no_device_silent() -> None:
     async def caught_up(partition: int) -> bool:
         return True
 
-    def silent(result: dict[int, Effects]) -> list[dict]:
+    def silent(result: dict[int, Effects]) -> list[str]:
         alerts = [json.loads(o.value) for e in result.values() for o in e.outgoing if o.topic.endswith("alerts")]
-        return [a for a in alerts if a["condition"] == "DEVICE_SILENT" and a["state"] == "RAISED"]
+        return [a["device_id"] for a in alerts if a["condition"] == "DEVICE_SILENT" and a["state"] == "RAISED"]
 
-    # The recording is from 2020: on the wall clock this device has been quiet for years.
+    # The recording is from 2020: on the wall clock alone this device has been quiet for years.
     assert silent(asyncio.run(stage.tick({0: state}, behind))) == []
-    assert len(silent(asyncio.run(stage.tick({0: state}, caught_up)))) == 1
+    assert silent(asyncio.run(stage.tick({0: state}, caught_up))) == []
+    # Another device on the partition goes on for minutes beyond the first one's last data: that one is silent.
+    clean = _records(_session("mitdb100_clean"))
+    for i in range(0, len(clean), 50):
+        _run(stage, state, [dataclasses.replace(r, offset=r.offset + len(icu)) for r in clean[i : i + 50]])
+    assert silent(asyncio.run(stage.tick({0: state}, behind))) == ["bidmc-01"]
 
 
 def test_bad_record_on_the_valid_topic_is_dead_lettered_and_the_batch_flows() -> None:
