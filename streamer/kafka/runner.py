@@ -150,10 +150,11 @@ class PartitionedRunner:
     async def caught_up(self, partition: int) -> bool:
         """Whether the stage's first input topic is read to its known end on ``partition``."""
         tp = TopicPartition(self.stage.topics[0], partition)
-        high = self.consumer.highwater(tp)
-        if high is None:
+        try:
+            high = self.consumer.highwater(tp)
+            return high is not None and await self.consumer.position(tp) >= high
+        except Exception:  # not assigned any more (a rebalance under way): count it as behind
             return False
-        return await self.consumer.position(tp) >= high
 
     async def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
         """Run ``job`` under the lock every ``interval_s`` (timers of the stage)."""
