@@ -161,13 +161,15 @@ class PipelineStage:
 
     # -- timers ----------------------------------------------------------------------------------------------
     async def tick(
-        self, states: dict[int, PartitionState], caught_up: Callable[[int], Awaitable[bool]]
+        self, states: dict[int, PartitionState], complete: Callable[[int], Awaitable[bool]]
     ) -> dict[int, Effects]:
         """Close windows of quiet devices and judge silence on each partition's own clock.
 
-        The clock of a partition is the newest ingest stamp read from it, plus the wall time since that read once
-        the partition is read to its end; so a backlog (here or upstream in ingest) never makes devices look
-        silent, while a device that stops while the others go on does.
+        The clock of a partition is the newest ingest stamp read from it. It runs on at wall-clock speed from there
+        only when nothing more can come: ``complete(p)`` (this partition and its upstream ingest partition are read
+        to their ends), or nothing arrived for ``silence_timeout_s``. So a backlog, here or in ingest after a
+        restart, never closes windows early or makes devices look silent; a device that stops while the others
+        on its partition go on is judged against them.
         """
         result: dict[int, Effects] = {}
         loop = asyncio.get_running_loop()
@@ -175,9 +177,9 @@ class PipelineStage:
             if p not in self.progress or not pipeline.devices:
                 continue
             newest, read_at = self.progress[p]
-            # Read to its end, the partition's clock runs on from its newest stamp at wall-clock speed; behind
-            # (or fed by an ingest stage that is behind), it stays at the newest stamp it has read.
-            clock = newest + max(0, now_ms() - read_at) if await caught_up(p) else newest
+            idle_ms = max(0, now_ms() - read_at)
+            runs_on = idle_ms >= self.settings.silence_timeout_s * 1000 or await complete(p)
+            clock = newest + idle_ms if runs_on else newest
             out = await loop.run_in_executor(None, pipeline.tick, clock)
             if out.features or out.scores or out.alerts:
                 effects = Effects(outgoing=self._outgoing(out, p))

@@ -66,10 +66,17 @@ class DeliveryWorker:
     async def run(self) -> None:
         await self.producer.start()
         self.runners = [self._runner(s) for s in (self.ingest, self.pipeline, self.router)]
-        pipeline_runner = self.runners[1]
+        ingest_runner, pipeline_runner = self.runners[0], self.runners[1]
+
+        async def complete(partition: int) -> bool:
+            """Nothing more to come on ``partition``: valid topic read to its end, and telemetry too (when this
+            worker owns that ingest partition; otherwise we cannot tell and the stage waits longer)."""
+            if not await pipeline_runner.caught_up(partition):
+                return False
+            return partition in ingest_runner.states and await ingest_runner.caught_up(partition)
 
         async def tick() -> None:
-            effects = await self.pipeline.tick(pipeline_runner.states, pipeline_runner.caught_up)
+            effects = await self.pipeline.tick(pipeline_runner.states, complete)
             if effects:
                 await pipeline_runner.commit(effects)
 
