@@ -188,7 +188,7 @@ def verdict(result: dict[str, Any]) -> bool:
         and f["max_abs_diff"] <= 1e-9
         and s["missing"] == 0
         and s["extra_before_data_end"] == 0
-        and s["max_abs_diff"] <= 1e-6
+        and s["max_abs_diff"] <= 1e-5  # float32 GRU batch composition: ~1e-6
         and al["identical"]
         and f["resent_differing"] == 0
         and s["resent_differing"] == 0

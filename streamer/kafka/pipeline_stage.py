@@ -166,8 +166,8 @@ class PipelineStage:
         """Close windows of quiet devices and judge silence on each partition's own clock.
 
         The clock of a partition is the newest ingest stamp read from it. It runs on at wall-clock speed from there
-        only when nothing more can come: ``complete(p)`` (this partition and its upstream ingest partition are read
-        to their ends), or nothing arrived for ``silence_timeout_s``. So a backlog, here or in ingest after a
+        only when nothing more can come: ``complete(p)`` (its upstream ingest partition and then this partition are
+        processed to their ends), or nothing arrived for ``silence_timeout_s``. So a backlog, here or in ingest after a
         restart, never closes windows early or makes devices look silent; a device that stops while the others
         on its partition go on is judged against them.
         """
@@ -178,7 +178,8 @@ class PipelineStage:
                 continue
             newest, read_at = self.progress[p]
             idle_ms = max(0, now_ms() - read_at)
-            runs_on = idle_ms >= self.settings.silence_timeout_s * 1000 or await complete(p)
+            waited = idle_ms > self.settings.late_grace_ms  # below the grace, running on would change nothing
+            runs_on = idle_ms >= self.settings.silence_timeout_s * 1000 or (waited and await complete(p))
             clock = newest + idle_ms if runs_on else newest
             out = await loop.run_in_executor(None, pipeline.tick, clock)
             if out.features or out.scores or out.alerts:

@@ -156,6 +156,20 @@ class PartitionedRunner:
         except Exception:  # not assigned any more (a rebalance under way): count it as behind
             return False
 
+    async def drained(self, partition: int) -> bool:
+        """Whether every record of the stage's first input topic on ``partition`` that exists now is processed and
+        its outputs published (the marker, not the fetch position, which runs ahead of the batch in hand)."""
+        state = self.states.get(partition)
+        if state is None:
+            return False
+        topic = self.stage.topics[0]
+        tp = TopicPartition(topic, partition)
+        try:
+            end = (await self.consumer.end_offsets([tp]))[tp]
+        except Exception:  # a rebalance or the broker away: we cannot tell
+            return False
+        return state.offsets.get(topic, -1) + 1 >= end
+
     async def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
         """Run ``job`` under the lock every ``interval_s`` (timers of the stage)."""
         while True:

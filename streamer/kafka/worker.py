@@ -69,11 +69,11 @@ class DeliveryWorker:
         ingest_runner, pipeline_runner = self.runners[0], self.runners[1]
 
         async def complete(partition: int) -> bool:
-            """Nothing more to come on ``partition``: valid topic read to its end, and telemetry too (when this
-            worker owns that ingest partition; otherwise we cannot tell and the stage waits longer)."""
-            if not await pipeline_runner.caught_up(partition):
+            """Nothing more to come on ``partition``: ingest has forwarded all of its telemetry (when this worker
+            owns that ingest partition; otherwise we cannot tell) and the pipeline has processed all of that."""
+            if partition not in ingest_runner.states or not await ingest_runner.drained(partition):
                 return False
-            return partition in ingest_runner.states and await ingest_runner.caught_up(partition)
+            return await pipeline_runner.drained(partition)
 
         async def tick() -> None:
             effects = await self.pipeline.tick(pipeline_runner.states, complete)
