@@ -142,7 +142,8 @@ class Chaos:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def start_worker(self) -> Worker:
-        w = Worker(self.settings, self.log_dir / f"worker-{len(self.workers)}.log")
+        # A fresh log per process: readiness is read from it (a reused name would look ready at once).
+        w = Worker(self.settings, self.log_dir / f"worker-s{len(self.events)}-{len(self.workers)}.log")
         self.workers.append(w)
         return w
 
