@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps browser screenshots kafka-up kafka-down kafka-status test test-unit test-integration lint schemas golden demo bench bench-fleet fuzz clean
+.PHONY: help venv deps browser screenshots kafka-up kafka-down kafka-status test test-unit test-integration chaos lint schemas golden demo bench bench-fleet fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ test-unit: venv ## only the tests that need no broker
 
 test-integration: deps browser ## only the tests on the real broker
 	$(PY) -m pytest -q -m integration
+
+chaos: deps ## worker kill -9, broker restarts, rebalances on an own broker (port 29292); bench/results/chaos.json
+	nice -n 10 $(PY) bench/chaos.py $(CHAOS_ARGS)
 
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -20,7 +20,9 @@ from streamer.interop.codes import code_for, schema_extra, signal_schema_extra
 SCHEMA_VERSION = 1
 MAX_CHUNK_S = 5.0
 MAX_SAMPLES = 20_000
-INT64_MAX = 2**63 - 1
+MAX_SEQ = 2**63 - 1  # a signed 64-bit counter, as every Kafka client and database can hold it
+MAX_TS_MS = 4_102_444_800_000  # 2100-01-01 UTC: a timestamp beyond it is a unit or parsing bug, not a clock
+MAX_REASON_CHARS = 2000
 
 DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 PatientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -44,10 +46,9 @@ class _Telemetry(_Wire):
     schema_version: Literal[1] = 1
     device_id: DeviceId = Field(description="Pseudonymous device id (never a name or serial printed on the device).")
     patient_id: PatientId | None = Field(default=None, description="Optional pseudonymous patient id.")
-    # Bounded to a signed 64-bit integer, as Kafka's own clients hold them: JSON allows a 5,000-digit number.
-    ts_ms: int = Field(ge=0, le=INT64_MAX, description="Device clock, UTC milliseconds, of the first sample.")
+    ts_ms: int = Field(ge=0, le=MAX_TS_MS, description="Device clock, UTC milliseconds, of the first sample.")
     seq: int = Field(
-        ge=0, le=INT64_MAX, description="Per-device sequence number, increasing; used for duplicates and gaps."
+        ge=0, le=MAX_SEQ, description="Per-device sequence number, increasing; used for duplicates and gaps."
     )
 
 
@@ -160,7 +161,7 @@ class DeadLetter(_Wire):
 
     schema_version: Literal[1] = 1
     reason_code: ReasonCode
-    reason: str = Field(max_length=2000)
+    reason: str = Field(max_length=MAX_REASON_CHARS)
     original_b64: str = Field(description="The message value exactly as received, base64.")
     original_size_bytes: int = Field(ge=0)
     source_topic: str
@@ -231,7 +232,8 @@ class LatencyStamps(_Wire):
 
 
 class Alert(_Wire):
-    """One alert transition on ``vitals.alerts`` (keyed by device; the latest per alert_id is its state)."""
+    """One alert transition on ``vitals.alerts``: keyed by alert_id (compaction keeps every alert's latest
+    transition), on the partition of its device (per-device order holds)."""
 
     schema_version: Literal[1] = 1
     alert_id: str = Field(description="Deterministic: hash of (device_id, condition, episode_start_ms).")
@@ -252,10 +254,10 @@ class AlertAck(_Wire):
     """An acknowledgement on ``vitals.alerts.ack`` (keyed by alert_id)."""
 
     schema_version: Literal[1] = 1
-    alert_id: str
+    alert_id: str = Field(min_length=1, max_length=128)
     device_id: DeviceId | None = None
     by: str = Field(default="unknown", max_length=64, description="Pseudonymous user or system id.")
-    ts_ms: int = Field(ge=0)
+    ts_ms: int = Field(ge=0, le=MAX_TS_MS)
     note: str | None = Field(default=None, max_length=500)
 
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from streamer.contracts import (
+    MAX_REASON_CHARS,
     MAX_SAMPLES,
     TELEMETRY,
     DeadLetter,
@@ -212,10 +213,18 @@ def _scan_device_id(head: bytes) -> str | None:
     return match.group(1).decode() if match else None
 
 
+def bounded_reason(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """A reason that fits the DeadLetter contract whatever went into it (numbers of any length, exception text)."""
+    if len(text) <= limit:
+        return text
+    marker = f"... [{len(text) - limit} chars cut]"
+    return text[: limit - len(marker)] + marker
+
+
 def dead_letter(raw: bytes, rejected: Rejected, *, topic: str, partition: int, offset: int, now_ms: int) -> DeadLetter:
     return DeadLetter(
         reason_code=rejected.code,
-        reason=rejected.reason[:2000],  # the envelope must always build, whatever the reason quotes
+        reason=bounded_reason(rejected.reason),
         original_b64=base64.b64encode(raw).decode("ascii"),
         original_size_bytes=len(raw),
         source_topic=topic,

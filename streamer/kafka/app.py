@@ -1,37 +1,34 @@
-"""The Faust application: settings to ``faust.App``, topics with raw bytes, and the worker entry point."""
+"""The Faust application: settings to ``faust.App`` and its clients, the worker entry point that hosts the stages."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
-from dataclasses import dataclass
+from typing import Any
 
 import faust
+import mode
 
 from streamer.config import Settings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AppTopics:
-    telemetry: faust.TopicT
-    telemetry_valid: faust.TopicT
-    dlq: faust.TopicT
-    features: faust.TopicT
-    scores: faust.TopicT
-    alerts: faust.TopicT
-    alerts_ack: faust.TopicT
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    if settings.ssl_certfile:
+        context.load_cert_chain(str(settings.ssl_certfile), str(settings.ssl_keyfile or ""))
+    return context
 
 
 def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     if settings.security_protocol == "PLAINTEXT":
         return None
-    context = None
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
-        if settings.ssl_certfile:
-            context.load_cert_chain(str(settings.ssl_certfile), str(settings.ssl_keyfile or ""))
+    context = _ssl_context(settings)
     if settings.security_protocol.startswith("SASL"):
         password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
         return faust.SASLCredentials(
@@ -43,9 +40,25 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     return faust.SSLCredentials(context)
 
 
-def build_app(settings: Settings) -> tuple[faust.App, AppTopics]:
-    """A Faust app whose topics carry raw bytes: we validate and serialise ourselves (pydantic at the edges)."""
-    app = faust.App(
+def aiokafka_kwargs(settings: Settings) -> dict[str, object]:
+    """Connection keywords for the stages' own aiokafka clients (the same credentials as the Faust app)."""
+    kwargs: dict[str, object] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.security_protocol,
+    }
+    context = _ssl_context(settings)
+    if context is not None:
+        kwargs["ssl_context"] = context
+    if settings.sasl_mechanism:
+        kwargs["sasl_mechanism"] = settings.sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.sasl_username
+        kwargs["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    return kwargs
+
+
+def build_app(settings: Settings) -> faust.App:
+    """The Faust app that hosts the stages: lifecycle, signals and logging; its own consumer reads no topic."""
+    return faust.App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
@@ -54,53 +67,69 @@ def build_app(settings: Settings) -> tuple[faust.App, AppTopics]:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         web_enabled=False,
-        producer_acks=-1,
-        producer_linger_ms=settings.producer_linger_ms,
-        producer_max_batch_size=settings.producer_max_batch_bytes,
-        producer_max_request_size=16 * 1024 * 1024,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
-        stream_buffer_maxsize=4 * settings.stream_take_max,
-        table_cleanup_interval=3600.0,
     )
-    names = settings.topics
 
-    def raw_topic(name: str) -> faust.TopicT:
-        return app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.partitions,
-        )
 
-    topics = AppTopics(
-        telemetry=raw_topic(names.telemetry),
-        telemetry_valid=raw_topic(names.telemetry_valid),
-        dlq=raw_topic(names.dlq),
-        features=raw_topic(names.features),
-        scores=raw_topic(names.scores),
-        alerts=raw_topic(names.alerts),
-        alerts_ack=raw_topic(names.alerts_ack),
-    )
-    return app, topics
+class StageHost(mode.Service):
+    """Runs the :class:`streamer.kafka.worker.DeliveryWorker` for the app's lifetime; a stage that fails crashes
+    the worker loudly (a supervisor restarts it and the stages resume from their changelogs)."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.worker: Any | None = None  # the DeliveryWorker once started (readiness, lag)
+        self._task: asyncio.Future[None] | None = None
+
+    async def on_start(self) -> None:
+        from streamer.kafka.worker import DeliveryWorker
+
+        self.worker = DeliveryWorker(self.settings, aiokafka_kwargs(self.settings))
+        self._task = asyncio.ensure_future(self._run(self.worker))
+
+    async def _run(self, worker: Any) -> None:
+        try:
+            await worker.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("a stage failed; stopping the worker")
+            await self.crash(exc)
+
+    async def on_stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def check_partitions(settings: Settings) -> None:
+    """Refuse to start when an internal topic's partition count differs from the input topics' (state could not
+    follow its partition)."""
+    from streamer.kafka.topics import internal_topics, partition_counts
+
+    names = [settings.topics.telemetry, settings.topics.telemetry_valid, *internal_topics(settings)]
+    counts = partition_counts(settings, names)
+    wrong = {n: c for n, c in counts.items() if c != settings.partitions}
+    if wrong or len(counts) != len(names):
+        raise SystemExit(f"topics with a partition count other than {settings.partitions} (or missing): {wrong}")
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
-    """Create the topics, wire the agents and run a Faust worker until SIGINT/SIGTERM."""
-    from streamer.kafka.agents import wire
+    """Create the topics, check their partitions, host the stages in a Faust worker until SIGINT/SIGTERM."""
     from streamer.kafka.topics import ensure_topics
     from streamer.kafka.web import attach
     from streamer.logs import dict_config
 
     ensure_topics(settings)
-    app, topics = build_app(settings)
-    wire(app, topics, settings)
-    attach(app, settings)
-    # Faust's producer buffer holds 100 table writes before it blocks the stream; batches of
-    # stream.take() touch up to stream_take_max devices at once, so let the buffer hold one batch.
-    app.producer.buffer.max_messages = max(100, 2 * settings.stream_take_max)
+    check_partitions(settings)
+    app = build_app(settings)
+    host = StageHost(settings, loop=app.loop, beacon=app.beacon)
+    app.add_dependency(host)
+    attach(app, settings, lambda: host.worker)
+    if settings.fhir_export:
+        from streamer.kafka.fhir_export import wire_fhir_export
+
+        wire_fhir_export(app, settings)
     # JSON lines for log shippers; text keeps Faust's own (coloured on a terminal) format.
     logging_config = dict_config(loglevel.upper(), "json") if settings.log_format == "json" else None
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=logging_config)

@@ -19,7 +19,6 @@ from streamer.config import Settings
 from streamer.contracts import Alert, AlertState, FeatureRecord, ReasonCode, ScoreRecord
 from streamer.ingest.validation import Rejected, dead_letter
 from streamer.interop import fhir
-from streamer.kafka.app import AppTopics
 
 log = logging.getLogger(__name__)
 ACK_MEMORY = 10_000  # acknowledged alert ids kept, so their later RESOLVED version still carries the mitigation
@@ -63,7 +62,7 @@ def bundle_for(record: FeatureRecord | ScoreRecord | Alert, acks: _Acks) -> dict
     return fhir.transaction(head + body)
 
 
-def wire_fhir_export(app: faust.App, topics: AppTopics, settings: Settings) -> None:
+def wire_fhir_export(app: faust.App, settings: Settings) -> None:
     """Register the export agent; creates the ``vitals.fhir`` topic when it is missing."""
     from streamer.kafka.topics import ensure_topics
 

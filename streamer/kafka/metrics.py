@@ -7,7 +7,7 @@ Python collectors; ``streamer.kafka.web`` serves it on ``/metrics``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -93,10 +93,9 @@ def observe_inference(model: str, batch_size: int, max_batch_size: int, seconds:
     INFERENCE_FILL.labels(model).observe(batch_size / max_batch_size)
 
 
-def watch_pipeline(pipeline: Any) -> None:
-    """Gauges that read the pipeline at scrape time, batch observers on its models, the models-loaded check."""
-    DEVICES.set_function(lambda: len(pipeline.devices))
-    stage = pipeline.inference
+def watch_pipeline(device_count: Callable[[], int], stage: Any | None) -> None:
+    """Gauges read at scrape time (devices held), batch observers on the inference stage's models, the models check."""
+    DEVICES.set_function(device_count)
     _stages.clear()
     if stage is None:  # the stage itself failed to build: no model runs
         return

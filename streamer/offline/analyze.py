@@ -76,6 +76,6 @@ def analyze_records(
 
 
 def default_inference(settings: Settings) -> Any | None:
-    from streamer.kafka.agents import _load_inference
+    from streamer.kafka.worker import load_inference
 
-    return _load_inference(settings)
+    return load_inference(settings)

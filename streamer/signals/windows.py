@@ -146,7 +146,11 @@ class SampleStream(SampleClock):
     def _consume(self, offset: int, values: np.ndarray, ts_ms: int) -> list[Samples | Reset]:
         if offset < 0:  # overlap with samples already emitted: keep only the new tail
             if len(values) + offset <= 0:
-                self.counts["duplicates"] += 1
+                # The same start time seen before: a resend under a new seq. Otherwise a chunk later than the
+                # grace whose place was already decided (gap bridged or segment reset): counted and reported.
+                resent = sum(1 for _, t in self.seen_seq if t == ts_ms) > 1
+                key = "duplicates" if resent else "late_dropped"
+                self.counts[key] = self.counts.get(key, 0) + 1
                 return []
             self.counts["late_reordered"] += 1
             values, offset = values[-offset:], 0

@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY
 from streamer.config import Settings
 from streamer.inference.stage import ADAPTERS, InferenceStage
 from streamer.kafka import metrics
+from streamer.kafka.pipeline_stage import PipelineStage
 from streamer.pipeline import Pipeline
 
 pytestmark = pytest.mark.unit
@@ -19,25 +20,26 @@ def _value(name: str, **labels: str) -> float | None:
 
 def test_models_loaded_only_when_every_checkpoint_loaded(tmp_path) -> None:
     settings = Settings()
-    metrics.watch_pipeline(Pipeline(settings, None))
+    metrics.watch_pipeline(lambda: 0, None)
     assert not metrics.models_loaded()  # no inference stage at all
 
     broken = InferenceStage(settings, weights_dir=tmp_path)  # an empty folder: no checkpoint loads
-    metrics.watch_pipeline(Pipeline(settings, broken))
+    metrics.watch_pipeline(lambda: 0, broken)
     assert not metrics.models_loaded()
     assert {name: _value("vitals_model_loaded", model=name) for name in ADAPTERS} == dict.fromkeys(ADAPTERS, 0.0)
 
     shipped = InferenceStage(settings)
-    metrics.watch_pipeline(Pipeline(settings, shipped))
+    metrics.watch_pipeline(lambda: 0, shipped)
     assert metrics.models_loaded() and _value("vitals_model_loaded", model="af") == 1.0
     assert all(m.batcher.observer is metrics.observe_inference for m in shipped.models.values())
 
 
 def test_device_and_state_gauges_follow_the_pipeline() -> None:
-    pipeline = Pipeline(Settings(), None)
-    metrics.watch_pipeline(pipeline)
-    pipeline.runtime("dev-a", None)
-    pipeline.runtime("dev-b", None)
+    stage = PipelineStage(Settings(), None, "acks")
+    stage.pipelines = {0: Pipeline(Settings(), None), 1: Pipeline(Settings(), None)}  # two owned partitions
+    metrics.watch_pipeline(stage.device_count, None)
+    stage.pipelines[0].runtime("dev-a", None)
+    stage.pipelines[1].runtime("dev-b", None)
     assert _value("vitals_devices") == 2.0
     metrics.state_written("dev-a", 100)
     metrics.state_written("dev-b", 50)

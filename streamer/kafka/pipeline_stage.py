@@ -1,0 +1,253 @@
+"""Stages 2-5 on Kafka: validated telemetry and device-keyed acknowledgements -> features, scores, alerts.
+
+One :class:`streamer.pipeline.Pipeline` per owned partition, so a device's runtime, its dedup tracker and its
+alerts move with the partition on a rebalance. Each device's stored state records the highest valid-topic offset
+it reflects; input at or below it is skipped, so a redelivered batch changes nothing and a recomputed one gives the
+same bytes (the outputs are functions of the input only; the one wall-clock field is ``latency.publish_ts_ms``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+
+from streamer.config import Settings
+from streamer.contracts import TELEMETRY, AlertAck, ReasonCode
+from streamer.ingest.validation import Message, Rejected, loggable_id
+from streamer.kafka import metrics
+from streamer.kafka.agents import ingest_stamp, now_ms, to_dlq
+from streamer.kafka.runner import Effects, Outgoing
+from streamer.kafka.store import PartitionState
+from streamer.pipeline import Pipeline, PipelineOutput
+from streamer.state import decode_state, encode_state
+
+log = logging.getLogger(__name__)
+
+Batch = list[tuple[Message, int | None]]
+
+
+class PipelineStage:
+    """Windows, features, inference and alert policy for the devices of the partitions this worker owns."""
+
+    name = "pipeline"
+
+    def __init__(self, settings: Settings, inference: Any | None, acks_topic: str) -> None:
+        self.settings, self.inference = settings, inference
+        self.valid_topic, self.acks_topic = settings.topics.telemetry_valid, acks_topic
+        self.topics = [self.valid_topic, acks_topic]
+        self.pipelines: dict[int, Pipeline] = {}
+        self.offsets: dict[str, int] = {}  # device -> highest valid-topic offset its live runtime reflects
+        # partition -> (newest ingest stamp read, wall clock when it was read): the partition's own clock
+        self.progress: dict[int, tuple[int, int]] = {}
+        self.late: dict[str, int] = {}  # device -> late chunks dropped so far (reported when it grows)
+        self.counts: Counter[str] = Counter()
+
+    def device_count(self) -> int:
+        """Device runtimes held in memory over every owned partition (a gauge)."""
+        return sum(len(p.devices) for p in self.pipelines.values())
+
+    def assigned(self, states: dict[int, PartitionState]) -> None:
+        self.pipelines = {p: Pipeline(self.settings, self.inference) for p in states}
+        self.offsets.clear()
+
+    def revoked(self, partitions: list[int]) -> None:
+        self.pipelines.clear()
+        metrics.state_forgotten()
+        self.offsets.clear()
+
+    # -- one partition's batch -------------------------------------------------------------------------------
+    async def handle(self, state: PartitionState, records: list[ConsumerRecord]) -> Effects:
+        started_s = time.perf_counter()
+        effects = Effects()
+        touched: set[str] = set()
+        telemetry = [r for r in records if r.topic == self.valid_topic]
+        batch, admitted = self._admit(state, telemetry, effects)
+        await self._run(state, batch, admitted, effects)
+        touched |= {r.key.decode() for r in admitted if r.key}
+        for record in records:
+            if record.topic == self.acks_topic:
+                touched |= self._ack(state, record, effects)
+        self._persist(state, touched, effects)
+        metrics.batch_done("pipeline", len(records), started_s)
+        return effects
+
+    def _admit(
+        self, state: PartitionState, records: list[ConsumerRecord], effects: Effects
+    ) -> tuple[Batch, list[ConsumerRecord]]:
+        """Validate each record once, inside the guard; skip what the device's state already reflects."""
+        batch: Batch = []
+        admitted: list[ConsumerRecord] = []
+        pipeline = self.pipelines[state.partition]
+        for record in records:
+            try:
+                msg = TELEMETRY.validate_json(record.value or b"")
+                if record.key != msg.device_id.encode():
+                    raise ValueError("record key is not the message's device_id")
+                self._runtime(state, msg.device_id, msg.patient_id)
+            except Exception as exc:  # ingest let it through: a bug or a foreign producer; never a crash
+                reason = f"bad record on the valid topic: {exc}"
+                rejected = Rejected(ReasonCode.PROCESSING_ERROR, reason, None, type(exc).__name__)
+                effects.outgoing.append(to_dlq(self.settings, record, rejected, self.counts))
+                continue
+            stamp = _header_stamp(record)
+            if stamp > self.progress.get(state.partition, (-1, 0))[0]:
+                self.progress[state.partition] = (stamp, now_ms())
+            if record.offset <= self.offsets[msg.device_id]:
+                self.counts["redelivered"] += 1
+                continue
+            self.offsets[msg.device_id] = record.offset
+            batch.append((msg, stamp))
+            admitted.append(record)
+        assert all(m.device_id in pipeline.devices for m, _ in batch)
+        return batch, admitted
+
+    async def _run(self, state: PartitionState, batch: Batch, records: list[ConsumerRecord], effects: Effects) -> None:
+        if not batch:
+            return
+        pipeline = self.pipelines[state.partition]
+        loop = asyncio.get_running_loop()
+        try:
+            out = await loop.run_in_executor(None, pipeline.process, batch, None)
+        except Exception:  # a bug met by some input: find it, dead-letter it, keep the rest flowing
+            log.exception("pipeline failed on a batch of %d; retrying message by message", len(batch))
+            await self._one_by_one(state, batch, records, effects)
+            return
+        effects.outgoing += self._outgoing(out, state.partition)
+        self._report_late(pipeline, {m.device_id for m, _ in batch})
+
+    def _report_late(self, pipeline: Pipeline, devices: set[str]) -> None:
+        """Chunks later than VITALS_LATE_GRACE_MS cannot be put in order any more: count and report each one."""
+        for device in devices:
+            late = _late_count(pipeline, device)
+            before = self.late.get(device, late)
+            self.late[device] = late
+            if late > before:
+                self.counts["late_chunks_dropped"] += late - before
+                log.warning("device %s: %d chunk(s) later than the grace period were dropped", device, late - before)
+
+    async def _one_by_one(
+        self, state: PartitionState, batch: Batch, records: list[ConsumerRecord], effects: Effects
+    ) -> None:
+        pipeline = self.pipelines[state.partition]
+        loop = asyncio.get_running_loop()
+        for msg, _ in batch:  # their live objects may hold half a batch: restart them from the stored state
+            pipeline.devices.pop(msg.device_id, None)
+        for item, record in zip(batch, records, strict=True):
+            msg = item[0]
+            self._runtime(state, msg.device_id, msg.patient_id, keep_offset=True)
+            before = encode_state(pipeline.devices[msg.device_id].to_state())
+            try:
+                out = await loop.run_in_executor(None, pipeline.process, [item], None)
+            except Exception as exc:
+                pipeline.devices.pop(msg.device_id, None)  # back to where it was before this message
+                pipeline.runtime(msg.device_id, decode_state(before), msg.patient_id)
+                reason = f"{type(exc).__name__}: {exc}"
+                rejected = Rejected(ReasonCode.PROCESSING_ERROR, reason, msg.device_id, type(exc).__name__)
+                effects.outgoing.append(to_dlq(self.settings, record, rejected, self.counts))
+                continue
+            effects.outgoing += self._outgoing(out, state.partition)
+
+    def _ack(self, state: PartitionState, record: ConsumerRecord, effects: Effects) -> set[str]:
+        try:
+            ack = AlertAck.model_validate_json(record.value or b"")
+            device = (record.key or b"").decode()
+            if device not in self.pipelines[state.partition].devices and device.encode() not in state.values:
+                self.counts["ack.unknown_device"] += 1
+                log.warning("acknowledgement of alert %s for a device without state here", loggable_id(ack.alert_id))
+                return set()
+            self._runtime(state, device, None)
+            alerts = self.pipelines[state.partition].ack(ack, device)
+        except Exception as exc:
+            rejected = Rejected(ReasonCode.PROCESSING_ERROR, f"bad acknowledgement: {exc}", None, type(exc).__name__)
+            effects.outgoing.append(to_dlq(self.settings, record, rejected, self.counts))
+            return set()
+        effects.outgoing += self._outgoing(PipelineOutput(alerts=alerts), state.partition)
+        return {device}
+
+    # -- timers ----------------------------------------------------------------------------------------------
+    async def tick(
+        self, states: dict[int, PartitionState], complete: Callable[[int], Awaitable[bool]]
+    ) -> dict[int, Effects]:
+        """Close windows of quiet devices and judge silence on each partition's own clock.
+
+        The clock of a partition is the newest ingest stamp read from it. It runs on at wall-clock speed from there
+        only when nothing more can come: ``complete(p)`` (its upstream ingest partition and then this partition are
+        processed to their ends), or nothing arrived for ``silence_timeout_s``. So a backlog, here or in ingest after a
+        restart, never closes windows early or makes devices look silent; a device that stops while the others
+        on its partition go on is judged against them.
+        """
+        result: dict[int, Effects] = {}
+        loop = asyncio.get_running_loop()
+        for p, pipeline in self.pipelines.items():
+            if p not in self.progress or not pipeline.devices:
+                continue
+            newest, read_at = self.progress[p]
+            idle_ms = max(0, now_ms() - read_at)
+            waited = idle_ms > self.settings.late_grace_ms  # below the grace, running on would change nothing
+            runs_on = idle_ms >= self.settings.silence_timeout_s * 1000 or (waited and await complete(p))
+            clock = newest + idle_ms if runs_on else newest
+            out = await loop.run_in_executor(None, pipeline.tick, clock)
+            if out.features or out.scores or out.alerts:
+                effects = Effects(outgoing=self._outgoing(out, p))
+                touched = {f.device_id for f in out.features} | {a.device_id for a in out.alerts}
+                self._persist(states[p], touched | {s.device_id for s in out.scores}, effects)
+                result[p] = effects
+        return result
+
+    # -- state and outputs -----------------------------------------------------------------------------------
+    def _runtime(self, state: PartitionState, device: str, patient: str | None, keep_offset: bool = False) -> None:
+        pipeline = self.pipelines[state.partition]
+        if device in pipeline.devices:
+            return
+        packed = state.values.get(device.encode())
+        stored = decode_state(packed) if packed else None
+        pipeline.runtime(device, stored, patient)
+        self.late[device] = _late_count(pipeline, device)
+        if not keep_offset:
+            self.offsets[device] = int(stored.get("offset", -1)) if stored else -1
+
+    def _persist(self, state: PartitionState, devices: set[str], effects: Effects) -> None:
+        pipeline = self.pipelines[state.partition]
+        for device in devices:
+            rt = pipeline.devices.get(device)
+            if rt is not None:
+                stored = rt.to_state()
+                stored["offset"] = self.offsets.get(device, -1)
+                packed = effects.writes[device.encode()] = encode_state(stored)
+                metrics.state_written(device, len(packed))
+
+    def _outgoing(self, out: PipelineOutput, partition: int) -> list[Outgoing]:
+        """Every output on the partition of its device (per-device order); alerts keyed by alert id."""
+        names = self.settings.topics
+        items = [
+            Outgoing(names.features, f.device_id.encode(), f.model_dump_json(exclude_none=True).encode(), partition)
+            for f in out.features
+        ]
+        items += [
+            Outgoing(names.scores, s.device_id.encode(), s.model_dump_json().encode(), partition) for s in out.scores
+        ]
+        stamp = now_ms()
+        metrics.alerts_published(out.alerts, stamp)
+        for a in out.alerts:
+            stamped = a.model_copy(update={"latency": a.latency.model_copy(update={"publish_ts_ms": stamp})})
+            items.append(Outgoing(names.alerts, a.alert_id.encode(), stamped.model_dump_json().encode(), partition))
+        return items
+
+
+def _late_count(pipeline: Pipeline, device: str) -> int:
+    rt = pipeline.devices.get(device)
+    stats = rt.signals.stats if rt is not None else {}
+    return stats.get("late_dropped", 0) + stats.get("numerics_too_late", 0)
+
+
+def _header_stamp(record: ConsumerRecord) -> int:
+    for name, value in record.headers or ():
+        if name == "ingest_ts_ms":
+            return int(value)
+    return ingest_stamp(record)

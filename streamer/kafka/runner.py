@@ -1,0 +1,208 @@
+"""The partitioned consume-process-produce loop under each stage: outputs first, then state and offsets.
+
+Per batch of one input partition the order is fixed: (1) the stage computes outputs and new key states, (2) the
+outputs are sent and acknowledged by the broker, (3) the states and the partition's offset marker are written to
+the changelog and acknowledged, (4) the offsets are committed (for lag monitoring only). A crash anywhere repeats
+at most the batch in hand; the stage recognises the inputs its states already reflect and the rest is recomputed
+into the same bytes. On assignment a partition's changelog is read back and the input resumes at the marker + 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.structs import ConsumerRecord
+
+from streamer.kafka.store import MARKER_KEY, PartitionState, marker_value, restore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to publish; ``partition`` None lets the producer's partitioner choose."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class Effects:
+    """What one partition's batch produced: records to publish, then key states to make durable."""
+
+    outgoing: list[Outgoing] = field(default_factory=list)
+    writes: dict[bytes, bytes] = field(default_factory=dict)
+
+
+class Stage(Protocol):
+    name: str
+    topics: list[str]  # co-partitioned input topics: partition p of each is handled together
+
+    def assigned(self, states: dict[int, PartitionState]) -> None: ...
+    def revoked(self, partitions: list[int]) -> None: ...
+    async def handle(self, state: PartitionState, records: list[ConsumerRecord]) -> Effects: ...
+
+
+async def publish(producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
+    """Send records and wait until the broker has every one of them (acks=all, idempotent producer)."""
+    futures = [
+        await producer.send(o.topic, o.value, key=o.key, partition=o.partition, headers=list(o.headers) or None)
+        for o in outgoing
+    ]
+    await asyncio.gather(*futures)
+
+
+@dataclass(frozen=True)
+class ConsumerTimings:
+    session_timeout_ms: int = 6_000  # the broker's minimum: a killed worker's partitions move after ~6 s
+    heartbeat_interval_ms: int = 1_000
+    rebalance_timeout_ms: int = 30_000
+    max_poll_records: int = 500
+
+
+class PartitionedRunner:
+    """Runs one stage: a consumer group member, the changelog of its partitions and the batch loop."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        *,
+        group_id: str,
+        changelog: str,
+        producer: AIOKafkaProducer,
+        client_kwargs: dict[str, object],
+        timings: ConsumerTimings = ConsumerTimings(),
+    ) -> None:
+        self.stage, self.changelog, self.producer = stage, changelog, producer
+        self.client_kwargs = client_kwargs
+        self.lock = asyncio.Lock()  # the batch loop, the rebalance listener and timers take turns
+        self.states: dict[int, PartitionState] = {}
+        self.consumer = AIOKafkaConsumer(
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),  # keeps partition p of every topic together
+            session_timeout_ms=timings.session_timeout_ms,
+            heartbeat_interval_ms=timings.heartbeat_interval_ms,
+            rebalance_timeout_ms=timings.rebalance_timeout_ms,
+            max_poll_records=timings.max_poll_records,
+            **client_kwargs,
+        )
+
+    async def run(self) -> None:
+        await self.consumer.start()
+        self.consumer.subscribe(self.stage.topics, listener=_Listener(self))
+        try:
+            while True:
+                batches = await self.consumer.getmany(timeout_ms=200)
+                if batches:
+                    async with self.lock:
+                        await self._process(batches)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+
+    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        by_partition: dict[int, list[ConsumerRecord]] = defaultdict(list)
+        for tp, records in batches.items():
+            if tp.partition in self.states:  # a batch fetched before a revocation is not ours any more
+                by_partition[tp.partition] += records
+        effects = {p: await self.stage.handle(self.states[p], recs) for p, recs in by_partition.items()}
+        await self.commit(effects, by_partition)
+
+    async def commit(self, effects: dict[int, Effects], records: dict[int, list[ConsumerRecord]] | None = None) -> None:
+        """Publish the outputs, then the states and markers, then commit; records may be empty (timers)."""
+        await publish(self.producer, [o for e in effects.values() for o in e.outgoing])
+        durable: list[Outgoing] = []
+        markers: dict[int, dict[str, int]] = {}
+        for p, e in effects.items():
+            durable += [Outgoing(self.changelog, k, v, p) for k, v in e.writes.items()]
+            offsets = dict(self.states[p].offsets)
+            for r in (records or {}).get(p, ()):
+                offsets[r.topic] = max(offsets.get(r.topic, -1), r.offset)
+            if offsets != self.states[p].offsets:
+                markers[p] = offsets
+                durable.append(Outgoing(self.changelog, MARKER_KEY, marker_value(offsets), p))
+        await publish(self.producer, durable)
+        for p, e in effects.items():
+            self.states[p].values.update(e.writes)
+            self.states[p].offsets = markers.get(p, self.states[p].offsets)
+        await self._commit_offsets(markers)
+
+    async def _commit_offsets(self, markers: dict[int, dict[str, int]]) -> None:
+        offsets = {TopicPartition(t, p): o + 1 for p, m in markers.items() for t, o in m.items()}
+        if offsets:
+            with contextlib.suppress(Exception):  # informational only (lag); a failed commit changes nothing
+                await self.consumer.commit(offsets)
+
+    async def caught_up(self, partition: int) -> bool:
+        """Whether the stage's first input topic is read to its known end on ``partition``."""
+        tp = TopicPartition(self.stage.topics[0], partition)
+        try:
+            high = self.consumer.highwater(tp)
+            return high is not None and await self.consumer.position(tp) >= high
+        except Exception:  # not assigned any more (a rebalance under way): count it as behind
+            return False
+
+    async def drained(self, partition: int) -> bool:
+        """Whether every record of the stage's first input topic on ``partition`` that exists now is processed and
+        its outputs published (the marker, not the fetch position, which runs ahead of the batch in hand)."""
+        state = self.states.get(partition)
+        if state is None:
+            return False
+        topic = self.stage.topics[0]
+        tp = TopicPartition(topic, partition)
+        try:
+            end = (await self.consumer.end_offsets([tp]))[tp]
+        except Exception:  # a rebalance or the broker away: we cannot tell
+            return False
+        return state.offsets.get(topic, -1) + 1 >= end
+
+    async def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` under the lock every ``interval_s`` (timers of the stage)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            async with self.lock:
+                await job()
+
+    async def _assign(self, assigned: set[TopicPartition]) -> None:
+        wanted = sorted({tp.partition for tp in assigned})
+        started = time.monotonic()
+        # Always from the changelog: a partition we held before may have been processed elsewhere since.
+        self.states = await restore(self.changelog, wanted, self.client_kwargs)
+        self.stage.assigned(self.states)
+        for tp in assigned:
+            resume = self.states[tp.partition].resume_offset(tp.topic)
+            if resume is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, resume)
+        log.info("%s: partitions %s ready in %.1f s", self.stage.name, wanted, time.monotonic() - started)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A rebalance waits for the batch in hand, then drops the partitions' live objects."""
+
+    def __init__(self, runner: PartitionedRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.runner.lock:
+            self.runner.states = {}
+            self.runner.stage.revoked(sorted({tp.partition for tp in revoked}))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        async with self.runner.lock:
+            await self.runner._assign(set(assigned))

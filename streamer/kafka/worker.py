@@ -1,0 +1,129 @@
+"""The worker's stages as one service inside the Faust app: a producer, three partitioned runners and timers.
+
+Stages run on their own aiokafka consumers (see ``docs/ARCHITECTURE.md``, "Delivery"): the Faust app hosts them
+(worker lifecycle, signals, logging) but no stage depends on the offsets Faust would commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from streamer.config import Settings
+from streamer.kafka import metrics
+from streamer.kafka.acks import AckRouter, AlertIndex
+from streamer.kafka.agents import DLQ_LOG, IngestStage
+from streamer.kafka.pipeline_stage import PipelineStage
+from streamer.kafka.runner import PartitionedRunner, Stage
+from streamer.kafka.topics import acks_by_device_topic, changelog_topic
+
+log = logging.getLogger(__name__)
+COUNTS_EVERY_S = 10.0
+TICK_EVERY_S = 1.0
+
+
+def load_inference(settings: Settings) -> Any | None:
+    try:
+        from streamer.inference.stage import InferenceStage
+
+        return InferenceStage(settings, weights_dir=settings.weights_dir)
+    except Exception:  # the rules go on without models; the stage itself reports MODEL_UNAVAILABLE when it can
+        log.exception("inference stage could not be created; running on rules alone")
+        return None
+
+
+class DeliveryWorker:
+    """Everything one worker process runs; ``run`` until cancelled, then leave the groups cleanly."""
+
+    def __init__(self, settings: Settings, client_kwargs: dict[str, object]) -> None:
+        self.settings, self.client_kwargs = settings, client_kwargs
+        self.index = AlertIndex(settings.topics.alerts, settings.partitions, client_kwargs)
+        self.ingest = IngestStage(settings)
+        self.pipeline = PipelineStage(settings, load_inference(settings), acks_by_device_topic(settings))
+        metrics.watch_pipeline(self.pipeline.device_count, self.pipeline.inference)
+        self.router = AckRouter(settings, self.index, acks_by_device_topic(settings))
+        self.producer = AIOKafkaProducer(
+            acks="all",
+            enable_idempotence=True,  # a retried send is not written twice
+            linger_ms=settings.producer_linger_ms,
+            max_batch_size=settings.producer_max_batch_bytes,
+            max_request_size=16 * 1024 * 1024,
+            **client_kwargs,
+        )
+        self.runners: list[PartitionedRunner] = []
+        self._tasks: list[asyncio.Future[Any]] = []
+
+    def _runner(self, stage: Stage) -> PartitionedRunner:
+        return PartitionedRunner(
+            stage,
+            group_id=f"{self.settings.app_id}-{stage.name}",
+            changelog=changelog_topic(self.settings, stage.name),
+            producer=self.producer,
+            client_kwargs=self.client_kwargs,
+        )
+
+    async def run(self) -> None:
+        await self.producer.start()
+        self.runners = [self._runner(s) for s in (self.ingest, self.pipeline, self.router)]
+        ingest_runner, pipeline_runner = self.runners[0], self.runners[1]
+
+        async def complete(partition: int) -> bool:
+            """Nothing more to come on ``partition``: ingest has forwarded all of its telemetry (when this worker
+            owns that ingest partition; otherwise we cannot tell) and the pipeline has processed all of that."""
+            if partition not in ingest_runner.states or not await ingest_runner.drained(partition):
+                return False
+            return await pipeline_runner.drained(partition)
+
+        async def tick() -> None:
+            effects = await self.pipeline.tick(pipeline_runner.states, complete)
+            if effects:
+                await pipeline_runner.commit(effects)
+
+        jobs = [r.run() for r in self.runners]
+        jobs += [pipeline_runner.every(TICK_EVERY_S, tick), self._report_counts()]
+        self._tasks = [asyncio.ensure_future(job) for job in jobs]
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await self.index.stop()
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+
+    async def _report_counts(self) -> None:
+        while True:
+            await asyncio.sleep(COUNTS_EVERY_S)
+            DLQ_LOG.flush()
+            for stage in (self.ingest, self.pipeline, self.router):
+                if stage.counts:
+                    log.info("%s counts: %s", stage.name, dict(sorted(stage.counts.items())))
+
+    # -- readiness and lag (streamer/kafka/web.py) ---------------------------------------------------------
+    def readiness(self) -> dict[str, bool]:
+        """Every stage's consumer has partitions and has restored their state; every loop runs; models loaded."""
+        assigned = bool(self.runners) and all(r.consumer.assignment() for r in self.runners)
+        restored = assigned and all(
+            {tp.partition for tp in r.consumer.assignment()} <= set(r.states) for r in self.runners
+        )
+        running = bool(self._tasks) and not any(t.done() for t in self._tasks)
+        return {
+            "assigned": assigned,
+            "restored": restored,
+            "consuming": running,
+            "models_loaded": metrics.models_loaded(),
+        }
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Highwater minus position for every partition that a stage's consumer holds."""
+        lags: dict[tuple[str, int], int] = {}
+        for runner in self.runners:
+            for tp in runner.consumer.assignment():
+                high = runner.consumer.highwater(tp)
+                if high is not None:
+                    lags[(tp.topic, tp.partition)] = max(0, high - await runner.consumer.position(tp))
+        return lags
