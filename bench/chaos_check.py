@@ -132,8 +132,10 @@ def _feature_error(want: dict[tuple, dict], live: dict[tuple, dict]) -> float:
     return err
 
 
-def _windows(want: dict, live: dict, differing: int, last_ms: dict[str, int], end: Any) -> dict[str, Any]:
-    extra = [k for k in live.keys() - want.keys() if end(k) <= last_ms.get(k[0], 0)]
+def _windows(want: dict, live: dict, differing: int, last_ms: dict[str, int], end: Any, grace_ms: int) -> dict:
+    # A window ending within the grace before a device's last data can only be closed by a later message (offline:
+    # never) or by the clock once the data has ended (live): closed after the data ended, like those ending later.
+    extra = [k for k in live.keys() - want.keys() if end(k) <= last_ms.get(k[0], 0) - grace_ms]
     return {
         "offline": len(want),
         "live": len(live),
@@ -157,9 +159,9 @@ def compare(inputs: list[tuple[bytes, bytes]], got: dict[str, list[Any]], settin
     want_f = {_fkey(d): d for d in (f.model_dump(mode="json") for f in offline.features)}
     want_s = {_skey(d): d for d in (s.model_dump(mode="json") for s in offline.scores)}
     want_a = {_akey(d): d for d in (a.model_dump(mode="json") for a in offline.alerts)}
-    features = _windows(want_f, live_f, f_diff, last_ms, lambda k: k[3])
+    features = _windows(want_f, live_f, f_diff, last_ms, lambda k: k[3], settings.late_grace_ms)
     features["max_abs_diff"] = _feature_error(want_f, live_f)
-    scores = _windows(want_s, live_s, s_diff, last_ms, lambda k: k[3])
+    scores = _windows(want_s, live_s, s_diff, last_ms, lambda k: k[3], settings.late_grace_ms)
     scores["max_abs_diff"] = max(
         (abs(want_s[k]["score"] - live_s[k]["score"]) for k in want_s if k in live_s), default=0.0
     )
