@@ -73,25 +73,30 @@ class Broker:
         self.consumer = KafkaConsumer(**settings.kafka_client_kwargs())
 
     def lag(self) -> int:
+        """Input not yet processed: telemetry behind the ingest stage plus valid records behind the pipeline."""
         from kafka import TopicPartition
 
-        names = self.settings.topics
-        tps = [TopicPartition(t, p) for t in (names.telemetry, names.telemetry_valid)
-               for p in range(self.settings.partitions)]  # fmt: skip
-        committed = self._offsets()
-        ends = self.consumer.end_offsets(tps)
-        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+        names, parts = self.settings.topics, range(self.settings.partitions)
+        total = 0
+        for stage, topic in (("ingest", names.telemetry), ("pipeline", names.telemetry_valid)):
+            tps = [TopicPartition(topic, p) for p in parts]
+            committed, ends = self._offsets(stage), self.consumer.end_offsets(tps)
+            total += sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+        return total
 
     def committed(self, topic: str) -> int:
-        offsets = self._offsets()
-        return sum(o.offset for tp, o in offsets.items() if tp.topic == topic)
+        stage = "ingest" if topic == self.settings.topics.telemetry else "pipeline"
+        return sum(o.offset for tp, o in self._offsets(stage).items() if tp.topic == topic)
 
-    def _offsets(self) -> dict[Any, Any]:
+    def _offsets(self, stage: str) -> dict[Any, Any]:
+        """The committed offsets of a stage's consumer group (``{app_id}-{stage}``; monitoring only, see
+        streamer/kafka/runner.py: the stages resume from their changelog markers, not from these)."""
         from kafka.errors import KafkaError
 
+        group = f"{self.settings.app_id}-{stage}"
         for _ in range(10):  # the group coordinator may not be known yet right after the worker joined
             try:
-                return self.admin.list_group_offsets({self.settings.app_id: None}).get(self.settings.app_id, {})
+                return self.admin.list_group_offsets({group: None}).get(group, {})
             except KafkaError as exc:
                 print(f"group offsets not available yet: {exc!r}", file=sys.stderr)
                 time.sleep(1)
@@ -150,7 +155,9 @@ def _pct(values: list[int], q: float) -> float | None:
 
 
 def _changelog(settings: Settings) -> str:
-    return f"{settings.app_id}-device-state-changelog"
+    from streamer.kafka.topics import changelog_topic
+
+    return changelog_topic(settings, "pipeline")
 
 
 def run_step(bootstrap: str, devices: int, warmup_s: float, steady_s: float, partitions: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pytest
 
 from streamer.kafka.clients import consume, producer
 from streamer.kafka.topics import ensure_topics
-from streamer.offline.golden import GOLDENS, session_path
+from streamer.offline.golden import GOLDENS, expected_path, session_path
 from streamer.sessions.format import read_session
 from tests.conftest import REPO_ROOT, settings_env
 
@@ -92,6 +92,14 @@ def _replay_af(settings) -> None:
     prod.close()
 
 
+def _open_at_end(golden: str, condition: str) -> str:
+    g = next(g for g in GOLDENS if g.name == golden)
+    transitions = json.loads(expected_path(g).read_text())["alerts"]
+    resolved = {a["alert_id"] for a in transitions if a["state"] == "RESOLVED"}
+    (open_id,) = {a["alert_id"] for a in transitions if a["condition"] == condition} - resolved
+    return str(open_id)
+
+
 def _click_ack(driver, alert_id: str) -> bool:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
@@ -122,9 +130,11 @@ def test_af_alert_appears_and_is_acknowledged_from_the_page(
     browser.get(ward_factory(settings))
     _replay_af(settings)
 
+    # The recording has two AF episodes (the first resolves at 26:02): acknowledge the one still open at its end,
+    # known from the golden expectation (alert ids are deterministic: device, condition, episode start).
+    alert_id = _open_at_end("mitdb202_af_onset", "AF_EPISODE")
     wait = WebDriverWait(browser, WAIT_S, poll_frequency=0.5)
-    row = wait.until(lambda d: d.find_elements("css selector", "#alerts tr[data-condition='AF_EPISODE']"))
-    alert_id = row[0].get_attribute("data-alert-id")
+    wait.until(lambda d: d.find_elements("css selector", f"#alerts tr[data-alert-id='{alert_id}']"))
     wait.until(lambda d: d.find_elements("css selector", "#devices tr[data-device-id='mitdb-202']"))
     assert _state_on_page(browser, alert_id) == "RAISED"
     browser.save_screenshot(str(tmp_path / "ward.png"))
