@@ -223,8 +223,15 @@ def test_acknowledgement_flows_and_is_idempotent(settings_factory, worker_factor
 
 
 def test_replay_and_record_round_trip(settings_factory, tmp_path: Path) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
     settings = settings_factory()
     ensure_topics(settings)
+    # The session keeps its 2020 timestamps: without this the broker's retention check (every 5 min) may delete
+    # them between the replay and the recording.
+    admin = KafkaAdminClient(**settings.kafka_client_kwargs())
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topics.telemetry, {"retention.ms": "-1"})])
+    admin.close()
     source = session_path(next(g for g in GOLDENS if g.name == "mitdb100_clean"))
     env = settings_env(settings)
     out = subprocess.run(
