@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     future_margin_ms: int = Field(default=60_000, ge=0)
     dedup_window: int = Field(default=4096, ge=16)
+    # Device states are written to the changelog this long after they first change (0: with every batch); a
+    # kill -9 repeats at most about this much input.
+    checkpoint_s: float = Field(default=15.0, ge=0)
 
     # Windows and signal processing.
     ecg_window_s: float = Field(default=10.0, gt=0)

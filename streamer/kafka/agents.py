@@ -21,7 +21,7 @@ from streamer.ingest.dedup import SeqStatus, SeqTracker
 from streamer.ingest.validation import Accepted, Message, Rejected, dead_letter, validate
 from streamer.kafka import metrics
 from streamer.kafka.runner import Effects, Outgoing
-from streamer.kafka.store import PartitionState
+from streamer.kafka.store import Checkpoints, PartitionState
 from streamer.logs import DeadLetterLog
 from streamer.state import decode_state, encode_state
 
@@ -71,33 +71,48 @@ class IngestStage:
         self.settings = settings
         self.topics = [settings.topics.telemetry]
         self.seen: dict[bytes, _Seen] = {}
+        self.pending: dict[int, Checkpoints] = {}  # partition -> trackers ahead of the changelog
         self.counts: Counter[str] = Counter()
 
     def assigned(self, states: dict[int, PartitionState]) -> None:
         self.seen.clear()  # decoded again, lazily, from the restored partition states
+        self.pending = {p: Checkpoints() for p in states}
 
     def revoked(self, partitions: list[int]) -> None:
         self.seen.clear()
+        self.pending.clear()
+
+    def replay_from(self, partition: int) -> dict[str, int]:
+        oldest = self.pending[partition].oldest() if partition in self.pending else None
+        return {} if oldest is None else {self.topics[0]: oldest}
+
+    async def checkpoint(self, state: PartitionState, *, everything: bool) -> Effects:
+        effects = Effects()
+        pending = self.pending.get(state.partition)
+        if pending is not None:
+            due = list(pending.pending) if everything else pending.due(self.settings.checkpoint_s)
+            for device in due:
+                s = self.seen[device]
+                effects.writes[device] = encode_state({"seen": s.tracker.to_state(), "offset": s.offset})
+            pending.written(due)
+        return effects
 
     async def handle(self, state: PartitionState, records: list[ConsumerRecord]) -> Effects:
         effects = Effects()
         started_s = time.perf_counter()
-        touched: set[bytes] = set()
         for record in records:
             try:
-                self._one(state, record, effects, touched)
+                self._one(state, record, effects)
             except Exception as exc:  # a bug met by some input: dead-letter it, keep the batch flowing
                 log.exception("ingest failed on %s", src_label(record))
                 reason = f"{type(exc).__name__}: {exc}"
                 rejected = Rejected(ReasonCode.PROCESSING_ERROR, reason, None, type(exc).__name__)
                 effects.outgoing.append(to_dlq(self.settings, record, rejected, self.counts))
-        for device in touched:
-            s = self.seen[device]
-            effects.writes[device] = encode_state({"seen": s.tracker.to_state(), "offset": s.offset})
+        effects.writes = (await self.checkpoint(state, everything=False)).writes
         metrics.batch_done("ingest", len(records), started_s)
         return effects
 
-    def _one(self, state: PartitionState, record: ConsumerRecord, effects: Effects, touched: set[bytes]) -> None:
+    def _one(self, state: PartitionState, record: ConsumerRecord, effects: Effects) -> None:
         result = self._validate(record)
         if isinstance(result, Rejected):
             effects.outgoing.append(to_dlq(self.settings, record, result, self.counts))
@@ -109,7 +124,7 @@ class IngestStage:
             self.counts["redelivered"] += 1  # its outputs were durable before this state was
             return
         seen.offset = record.offset
-        touched.add(device)
+        self.pending[state.partition].touch(device, record.offset)
         status = seen.tracker.check(msg.seq, msg.ts_ms)
         if status is SeqStatus.DUPLICATE:
             self.counts["duplicate"] += 1

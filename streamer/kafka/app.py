@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from typing import Any
 
 import faust
@@ -109,9 +110,14 @@ def check_partitions(settings: Settings) -> None:
 
     names = [settings.topics.telemetry, settings.topics.telemetry_valid, *internal_topics(settings)]
     counts = partition_counts(settings, names)
-    wrong = {n: c for n, c in counts.items() if c != settings.partitions}
-    if wrong or len(counts) != len(names):
-        raise SystemExit(f"topics with a partition count other than {settings.partitions} (or missing): {wrong}")
+    deadline = time.monotonic() + 30.0
+    while len(counts) != len(names) and time.monotonic() < deadline:  # topics created a moment ago may not be
+        time.sleep(0.5)  # in the metadata yet (UNKNOWN_TOPIC_OR_PARTITION for a second or more on a busy broker)
+        counts = partition_counts(settings, names)
+    wrong: dict[str, int | None] = {n: c for n, c in counts.items() if c != settings.partitions}
+    wrong |= {n: None for n in names if n not in counts}
+    if wrong:
+        raise SystemExit(f"topics with a partition count other than {settings.partitions} (None: missing): {wrong}")
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:

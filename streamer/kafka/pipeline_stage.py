@@ -23,7 +23,7 @@ from streamer.ingest.validation import Message, Rejected, loggable_id
 from streamer.kafka import metrics
 from streamer.kafka.agents import ingest_stamp, now_ms, to_dlq
 from streamer.kafka.runner import Effects, Outgoing
-from streamer.kafka.store import PartitionState
+from streamer.kafka.store import Checkpoints, PartitionState
 from streamer.pipeline import Pipeline, PipelineOutput
 from streamer.state import decode_state, encode_state
 
@@ -46,6 +46,9 @@ class PipelineStage:
         # partition -> (newest ingest stamp read, wall clock when it was read): the partition's own clock
         self.progress: dict[int, tuple[int, int]] = {}
         self.late: dict[str, int] = {}  # device -> late chunks dropped so far (reported when it grows)
+        self.pending: dict[int, Checkpoints] = {}  # partition -> devices whose live state is ahead of the changelog
+        # device -> its valid-topic records since its state was last written (to rebuild it if a batch fails)
+        self.since_written: dict[str, list[ConsumerRecord]] = {}
         self.counts: Counter[str] = Counter()
 
     def device_count(self) -> int:
@@ -54,26 +57,48 @@ class PipelineStage:
 
     def assigned(self, states: dict[int, PartitionState]) -> None:
         self.pipelines = {p: Pipeline(self.settings, self.inference) for p in states}
+        self.pending = {p: Checkpoints() for p in states}
+        self.since_written.clear()
         self.offsets.clear()
 
     def revoked(self, partitions: list[int]) -> None:
         self.pipelines.clear()
+        self.pending.clear()
+        self.since_written.clear()
         metrics.state_forgotten()
         self.offsets.clear()
+
+    def replay_from(self, partition: int) -> dict[str, int]:
+        oldest = self.pending[partition].oldest() if partition in self.pending else None
+        return {} if oldest is None else {self.valid_topic: oldest}
+
+    async def checkpoint(self, state: PartitionState, *, everything: bool) -> Effects:
+        """Write the device states that changed ``checkpoint_s`` ago (or all that changed), off the event loop."""
+        effects = Effects()
+        pending = self.pending.get(state.partition)
+        if pending is not None and pending.pending:
+            due = set(pending.pending) if everything else set(pending.due(self.settings.checkpoint_s))
+            if due:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self._persist, state, {d.decode() for d in due}, effects)
+        return effects
 
     # -- one partition's batch -------------------------------------------------------------------------------
     async def handle(self, state: PartitionState, records: list[ConsumerRecord]) -> Effects:
         started_s = time.perf_counter()
         effects = Effects()
-        touched: set[str] = set()
+        loop = asyncio.get_running_loop()
         telemetry = [r for r in records if r.topic == self.valid_topic]
-        batch, admitted = self._admit(state, telemetry, effects)
+        batch, admitted = await loop.run_in_executor(None, self._admit, state, telemetry, effects)
         await self._run(state, batch, admitted, effects)
-        touched |= {r.key.decode() for r in admitted if r.key}
+        acked: set[str] = set()
         for record in records:
             if record.topic == self.acks_topic:
-                touched |= self._ack(state, record, effects)
-        self._persist(state, touched, effects)
+                acked |= self._ack(state, record, effects)
+        # Acknowledged devices are written now (acks are few); the others once they are due.
+        due = acked | {d.decode() for d in self.pending[state.partition].due(self.settings.checkpoint_s)}
+        if due:
+            await loop.run_in_executor(None, self._persist, state, due, effects)
         metrics.batch_done("pipeline", len(records), started_s)
         return effects
 
@@ -102,6 +127,7 @@ class PipelineStage:
                 self.counts["redelivered"] += 1
                 continue
             self.offsets[msg.device_id] = record.offset
+            self.pending[state.partition].touch(record.key or b"", record.offset)
             batch.append((msg, stamp))
             admitted.append(record)
         assert all(m.device_id in pipeline.devices for m, _ in batch)
@@ -119,6 +145,8 @@ class PipelineStage:
             await self._one_by_one(state, batch, records, effects)
             return
         effects.outgoing += self._outgoing(out, state.partition)
+        for record in records:
+            self.since_written.setdefault(record.key.decode(), []).append(record)
         self._report_late(pipeline, {m.device_id for m, _ in batch})
 
     def _report_late(self, pipeline: Pipeline, devices: set[str]) -> None:
@@ -136,11 +164,11 @@ class PipelineStage:
     ) -> None:
         pipeline = self.pipelines[state.partition]
         loop = asyncio.get_running_loop()
-        for msg, _ in batch:  # their live objects may hold half a batch: restart them from the stored state
-            pipeline.devices.pop(msg.device_id, None)
+        admitted = {m.device_id: self.offsets[m.device_id] for m, _ in batch}
+        # Their live objects may hold half a batch: back to the stored state plus the input since it was written.
+        await loop.run_in_executor(None, self._rebuild, state, set(admitted))
         for item, record in zip(batch, records, strict=True):
             msg = item[0]
-            self._runtime(state, msg.device_id, msg.patient_id, keep_offset=True)
             before = encode_state(pipeline.devices[msg.device_id].to_state())
             try:
                 out = await loop.run_in_executor(None, pipeline.process, [item], None)
@@ -151,7 +179,24 @@ class PipelineStage:
                 rejected = Rejected(ReasonCode.PROCESSING_ERROR, reason, msg.device_id, type(exc).__name__)
                 effects.outgoing.append(to_dlq(self.settings, record, rejected, self.counts))
                 continue
+            self.since_written.setdefault(msg.device_id, []).append(record)
             effects.outgoing += self._outgoing(out, state.partition)
+        self.offsets.update(admitted)
+
+    def _rebuild(self, state: PartitionState, devices: set[str]) -> None:
+        """Devices as their stored states plus the records handled since they were written (outputs dropped:
+        they were published when those records were handled)."""
+        pipeline = self.pipelines[state.partition]
+        for device in devices:
+            pipeline.devices.pop(device, None)
+        replay = sorted((r for d in devices for r in self.since_written.pop(d, ())), key=lambda r: r.offset)
+        batch, records = self._admit(state, replay, Effects())
+        pipeline.process(batch, None)
+        for record in records:
+            self.since_written.setdefault(record.key.decode(), []).append(record)
+        for device in devices:  # devices new in the failed batch
+            if device not in pipeline.devices:
+                self._runtime(state, device, None)
 
     def _ack(self, state: PartitionState, record: ConsumerRecord, effects: Effects) -> set[str]:
         try:
@@ -194,14 +239,16 @@ class PipelineStage:
             clock = newest + idle_ms if runs_on else newest
             out = await loop.run_in_executor(None, pipeline.tick, clock)
             if out.features or out.scores or out.alerts:
+                # Written now: a replay would not repeat what the clock did to them (a silence, say).
                 effects = Effects(outgoing=self._outgoing(out, p))
                 touched = {f.device_id for f in out.features} | {a.device_id for a in out.alerts}
-                self._persist(states[p], touched | {s.device_id for s in out.scores}, effects)
+                touched |= {s.device_id for s in out.scores}
+                await loop.run_in_executor(None, self._persist, states[p], touched, effects)
                 result[p] = effects
         return result
 
     # -- state and outputs -----------------------------------------------------------------------------------
-    def _runtime(self, state: PartitionState, device: str, patient: str | None, keep_offset: bool = False) -> None:
+    def _runtime(self, state: PartitionState, device: str, patient: str | None) -> None:
         pipeline = self.pipelines[state.partition]
         if device in pipeline.devices:
             return
@@ -209,11 +256,12 @@ class PipelineStage:
         stored = decode_state(packed) if packed else None
         pipeline.runtime(device, stored, patient)
         self.late[device] = _late_count(pipeline, device)
-        if not keep_offset:
-            self.offsets[device] = int(stored.get("offset", -1)) if stored else -1
+        self.offsets[device] = int(stored.get("offset", -1)) if stored else -1
 
     def _persist(self, state: PartitionState, devices: set[str], effects: Effects) -> None:
+        """Encode the devices' states into ``effects`` (on an executor thread: the event loop keeps polling)."""
         pipeline = self.pipelines[state.partition]
+        pending = self.pending[state.partition]
         for device in devices:
             rt = pipeline.devices.get(device)
             if rt is not None:
@@ -221,6 +269,8 @@ class PipelineStage:
                 stored["offset"] = self.offsets.get(device, -1)
                 packed = effects.writes[device.encode()] = encode_state(stored)
                 metrics.state_written(device, len(packed))
+            pending.written([device.encode()])
+            self.since_written.pop(device, None)
 
     def _outgoing(self, out: PipelineOutput, partition: int) -> list[Outgoing]:
         """Every output on the partition of its device (per-device order); alerts keyed by alert id."""

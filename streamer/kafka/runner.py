@@ -3,8 +3,13 @@
 Per batch of one input partition the order is fixed: (1) the stage computes outputs and new key states, (2) the
 outputs are sent and acknowledged by the broker, (3) the states and the partition's offset marker are written to
 the changelog and acknowledged, (4) the offsets are committed (for lag monitoring only). A crash anywhere repeats
-at most the batch in hand; the stage recognises the inputs its states already reflect and the rest is recomputed
+the input above the marker; the stage recognises the inputs its states already reflect and the rest is recomputed
 into the same bytes. On assignment a partition's changelog is read back and the input resumes at the marker + 1.
+
+A stage may keep key states in memory for a while (``Stage.replay_from`` names the oldest input they need): the
+marker then stays below that input, so a crash repeats a few seconds of input instead of losing it. On a
+revocation the runner asks the stage to write everything first (``Stage.checkpoint``), so a rebalance repeats
+nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,6 +60,19 @@ class Stage(Protocol):
     async def handle(self, state: PartitionState, records: list[ConsumerRecord]) -> Effects: ...
 
 
+class CheckpointingStage(Stage, Protocol):
+    """A stage that writes key states every few seconds rather than with every batch."""
+
+    def replay_from(self, partition: int) -> dict[str, int]:
+        """Per input topic, the oldest offset some key's stored state does not reflect yet (absent: none)."""
+        ...
+
+    async def checkpoint(self, state: PartitionState, *, everything: bool) -> Effects:
+        """The key states of the partition that are due (or, with ``everything``, all that are ahead of the
+        changelog: a revocation or a shutdown is coming)."""
+        ...
+
+
 async def publish(producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
     """Send records and wait until the broker has every one of them (acks=all, idempotent producer)."""
     futures = [
@@ -70,6 +88,7 @@ class ConsumerTimings:
     heartbeat_interval_ms: int = 1_000
     rebalance_timeout_ms: int = 30_000
     max_poll_records: int = 500
+    revoke_checkpoint_s: float = 10.0  # writing the states on a revocation: past this, the next owner replays
 
 
 class PartitionedRunner:
@@ -86,7 +105,7 @@ class PartitionedRunner:
         timings: ConsumerTimings = ConsumerTimings(),
     ) -> None:
         self.stage, self.changelog, self.producer = stage, changelog, producer
-        self.client_kwargs = client_kwargs
+        self.client_kwargs, self.timings = client_kwargs, timings
         self.lock = asyncio.Lock()  # the batch loop, the rebalance listener and timers take turns
         self.states: dict[int, PartitionState] = {}
         self.consumer = AIOKafkaConsumer(
@@ -112,6 +131,9 @@ class PartitionedRunner:
                         await self._process(batches)
         finally:
             with contextlib.suppress(Exception):
+                async with self.lock:
+                    await self.checkpoint_all()
+            with contextlib.suppress(Exception):
                 await self.consumer.stop()
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
@@ -129,9 +151,7 @@ class PartitionedRunner:
         markers: dict[int, dict[str, int]] = {}
         for p, e in effects.items():
             durable += [Outgoing(self.changelog, k, v, p) for k, v in e.writes.items()]
-            offsets = dict(self.states[p].offsets)
-            for r in (records or {}).get(p, ()):
-                offsets[r.topic] = max(offsets.get(r.topic, -1), r.offset)
+            offsets = self._marker(self.states[p], (records or {}).get(p, ()))
             if offsets != self.states[p].offsets:
                 markers[p] = offsets
                 durable.append(Outgoing(self.changelog, MARKER_KEY, marker_value(offsets), p))
@@ -140,6 +160,28 @@ class PartitionedRunner:
             self.states[p].values.update(e.writes)
             self.states[p].offsets = markers.get(p, self.states[p].offsets)
         await self._commit_offsets(markers)
+
+    def _marker(self, state: PartitionState, records: Iterable[ConsumerRecord]) -> dict[str, int]:
+        pending = self.stage.replay_from(state.partition) if hasattr(self.stage, "replay_from") else {}
+        return state.marker_after(((r.topic, r.offset) for r in records), pending)
+
+    async def checkpoint_due(self) -> None:
+        """Write the key states that have waited long enough (a timer: devices that went quiet still get written)."""
+        stage = self.stage
+        if hasattr(stage, "checkpoint") and self.states:
+            effects = {p: await stage.checkpoint(st, everything=False) for p, st in self.states.items()}
+            await self.commit({p: e for p, e in effects.items() if e.writes})
+
+    async def checkpoint_all(self) -> None:
+        """Write every pending key state of every owned partition (a revocation or a shutdown is coming)."""
+        stage = self.stage
+        if not hasattr(stage, "checkpoint") or not self.states:
+            return
+        try:
+            async with asyncio.timeout(self.timings.revoke_checkpoint_s):
+                await self.commit({p: await stage.checkpoint(st, everything=True) for p, st in self.states.items()})
+        except Exception as exc:  # the broker away or slow: the next owner replays from the marker instead
+            log.warning("%s: states not written before the revocation (%s); the next owner replays", stage.name, exc)
 
     async def _commit_offsets(self, markers: dict[int, dict[str, int]]) -> None:
         offsets = {TopicPartition(t, p): o + 1 for p, m in markers.items() for t, o in m.items()}
@@ -168,7 +210,7 @@ class PartitionedRunner:
             end = (await self.consumer.end_offsets([tp]))[tp]
         except Exception:  # a rebalance or the broker away: we cannot tell
             return False
-        return state.offsets.get(topic, -1) + 1 >= end
+        return state.handled(topic) + 1 >= end
 
     async def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
         """Run ``job`` under the lock every ``interval_s`` (timers of the stage)."""
@@ -200,6 +242,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.runner.lock:
+            await self.runner.checkpoint_all()
             self.runner.states = {}
             self.runner.stage.revoked(sorted({tp.partition for tp in revoked}))
 

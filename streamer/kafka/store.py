@@ -5,6 +5,12 @@ partition holds one marker, :data:`MARKER_KEY`, whose value is the highest input
 states written before it reflect. A worker that takes over a partition reads changelog partition ``p`` to its end
 and resumes the input at marker + 1: whatever the consumer group committed (faust-streaming#606 commits over a
 missing head offset; we do not depend on any committed offset).
+
+A stage need not write every key it changed on every batch: :class:`Checkpoints` keeps, per key whose live state is
+ahead of the changelog, the first input offset that state does not hold yet. The marker is then the *floor*: one
+below the oldest such offset, so every input above it is read again after a crash, and the stage skips what each
+key's stored state already reflects. Writing a device's state every few seconds instead of every batch is what
+keeps the changelog small (issue 11); the price is a replay of at most that many seconds after a kill -9.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,11 +37,27 @@ class PartitionState:
 
     partition: int
     values: dict[bytes, bytes] = field(default_factory=dict)
-    offsets: dict[str, int] = field(default_factory=dict)  # input topic -> highest offset reflected
+    offsets: dict[str, int] = field(default_factory=dict)  # input topic -> highest offset the changelog reflects
+    processed: dict[str, int] = field(default_factory=dict)  # input topic -> highest offset handled (in memory)
+
+    def handled(self, topic: str) -> int:
+        """The highest offset of ``topic`` handled here: processed in this run, or reflected by the changelog."""
+        return max(self.processed.get(topic, -1), self.offsets.get(topic, -1))
 
     def resume_offset(self, topic: str) -> int | None:
         last = self.offsets.get(topic)
         return None if last is None else last + 1
+
+    def marker_after(self, handled: Iterable[tuple[str, int]], pending: dict[str, int]) -> dict[str, int]:
+        """Note the (topic, offset) inputs just handled; the marker the changelog may then carry: per topic the
+        highest offset handled, or one below the oldest input that a key state not written yet needs."""
+        for topic, offset in handled:
+            self.processed[topic] = max(self.handled(topic), offset)
+        offsets = dict(self.offsets)
+        for topic in self.processed:
+            top = self.handled(topic)
+            offsets[topic] = min(top, pending[topic] - 1) if topic in pending else top
+        return offsets
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """One changelog record, as written by the live path or read back on restore."""
@@ -44,6 +68,33 @@ class PartitionState:
                 self.values.pop(key, None)
             else:
                 self.values[key] = value
+
+
+class Checkpoints:
+    """Keys whose live state is ahead of the changelog: since when, and from which input offset on."""
+
+    def __init__(self) -> None:
+        self.pending: dict[bytes, tuple[int, float]] = {}  # key -> (first offset not in its stored state, since)
+
+    def touch(self, key: bytes, offset: int) -> None:
+        if key not in self.pending:
+            self.pending[key] = (offset, time.monotonic())
+
+    def due(self, max_age_s: float) -> list[bytes]:
+        """Keys changed at least ``max_age_s`` ago and not written since."""
+        cutoff = time.monotonic() - max_age_s
+        return [k for k, (_, since) in self.pending.items() if since <= cutoff]
+
+    def written(self, keys: Iterable[bytes]) -> None:
+        for key in keys:
+            self.pending.pop(key, None)
+
+    def oldest(self) -> int | None:
+        """The oldest input offset that some key's stored state does not reflect yet (None: every key written)."""
+        return min((offset for offset, _ in self.pending.values()), default=None)
+
+    def __len__(self) -> int:
+        return len(self.pending)
 
 
 def marker_value(offsets: dict[str, int]) -> bytes:

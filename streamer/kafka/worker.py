@@ -24,6 +24,7 @@ from streamer.kafka.topics import acks_by_device_topic, changelog_topic
 log = logging.getLogger(__name__)
 COUNTS_EVERY_S = 10.0
 TICK_EVERY_S = 1.0
+CHECKPOINT_EVERY_S = 1.0  # how often states that waited VITALS_CHECKPOINT_S are written (quiet devices too)
 
 
 def load_inference(settings: Settings) -> Any | None:
@@ -55,7 +56,7 @@ class DeliveryWorker:
             **client_kwargs,
         )
         self.runners: list[PartitionedRunner] = []
-        self._tasks: list[asyncio.Future[Any]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
 
     def _runner(self, stage: Stage) -> PartitionedRunner:
         return PartitionedRunner(
@@ -85,12 +86,16 @@ class DeliveryWorker:
 
         jobs = [r.run() for r in self.runners]
         jobs += [pipeline_runner.every(TICK_EVERY_S, tick), self._report_counts()]
-        self._tasks = [asyncio.ensure_future(job) for job in jobs]
+        jobs += [r.every(CHECKPOINT_EVERY_S, r.checkpoint_due) for r in (ingest_runner, pipeline_runner)]
+        self._tasks = [asyncio.create_task(job) for job in jobs]
         try:
             await asyncio.gather(*self._tasks)
         finally:
             for task in self._tasks:
-                task.cancel()
+                if not task.done() and not task.cancelling():  # a second cancel would cut their ``finally`` short
+                    task.cancel()
+            # Let the runners write their pending states (their ``finally``) while the producer is still up.
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.index.stop()
             with contextlib.suppress(Exception):
                 await self.producer.stop()

@@ -93,7 +93,7 @@ def _produce(settings, pairs: list[tuple[bytes | None, bytes]]) -> None:
 
 def test_worker_serves_health_ready_and_metrics_that_follow_traffic(settings_factory, worker_factory) -> None:
     port = _free_port()
-    settings = settings_factory(web_port=port, log_format="json", **QUIET)
+    settings = settings_factory(web_port=port, log_format="json", checkpoint_s=1, **QUIET)
     ensure_topics(settings)
     worker = worker_factory(settings)
     assert _get(port, "/health")[0] == 200
@@ -109,7 +109,8 @@ def test_worker_serves_health_ready_and_metrics_that_follow_traffic(settings_fac
     sent = len(records) + len(BAD)
     after = _wait(
         lambda: (m := _scrape(port)) and _total(m, "vitals_messages_in_total", agent="pipeline") > 0
-        and _total(m, "vitals_messages_in_total", agent="ingest") >= sent and m,
+        and _total(m, "vitals_messages_in_total", agent="ingest") >= sent
+        and _total(m, "vitals_state_bytes") > 0 and m,  # device states are written a second after they change
         "the worker to count the traffic",
     )  # fmt: skip
     valid = _total(after, "vitals_ingest_valid_total")

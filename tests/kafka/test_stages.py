@@ -17,12 +17,12 @@ from streamer.config import Settings
 from streamer.kafka.agents import IngestStage
 from streamer.kafka.pipeline_stage import PipelineStage
 from streamer.kafka.runner import Effects
-from streamer.kafka.store import MARKER_KEY, PartitionState, marker_value
+from streamer.kafka.store import MARKER_KEY, Checkpoints, PartitionState, marker_value
 from streamer.offline.golden import GOLDENS, session_path
 from streamer.sessions.format import SessionRecord, read_session
 
 pytestmark = pytest.mark.unit
-SETTINGS = Settings(topic_prefix="u.", app_id="u.app")
+SETTINGS = Settings(topic_prefix="u.", app_id="u.app", checkpoint_s=0)  # states written with every batch
 VALID = SETTINGS.topics.telemetry_valid
 ACKS = "u.app-acks-by-device"
 T = 1_577_836_900_000  # record timestamps of the hand-made records: within the recordings, ingest time
@@ -86,6 +86,62 @@ def test_resumed_stage_skips_what_its_state_reflects_and_recomputes_the_same_byt
     assert again[:2] == [[], []], "redelivered input was processed again"
     assert again[2:] == first[crash_after + 1 :]
     assert replay.counts["redelivered"] == len(batches[crash_after - 1]) + len(batches[crash_after])
+
+
+def _apply(stage: PipelineStage, state: PartitionState, batch: list[ConsumerRecord], effects: Effects) -> None:
+    """What the runner does once the changelog has the writes: the states, then the marker (the floor)."""
+    state.values.update(effects.writes)
+    state.offsets = state.marker_after(((r.topic, r.offset) for r in batch), stage.replay_from(state.partition))
+
+
+def test_states_written_every_few_seconds_resume_from_the_floor_and_resend_the_same_bytes() -> None:
+    settings = Settings(topic_prefix="u.", app_id="u.app", checkpoint_s=3600)  # nothing falls due by itself
+    records = _records(_session("mitdb201_af"))
+    batches = [records[i : i + 40] for i in range(0, len(records), 40)]
+    state = PartitionState(0)
+    stage = PipelineStage(settings, None, ACKS)
+    stage.assigned({0: state})
+    first = []
+    for i, b in enumerate(batches[:9]):
+        effects = asyncio.run(stage.handle(state, b))
+        assert not effects.writes
+        _apply(stage, state, b, effects)
+        first.append(_comparable(effects))
+        if i < 5:  # the first record's state is not written yet: a crash now repeats everything
+            assert state.offsets[VALID] == -1
+        if i == 5:  # the checkpoint timer: every state that changed is written, the marker moves up to here
+            written = asyncio.run(stage.checkpoint(state, everything=True))
+            assert set(written.writes) == {b"mitdb-201"}
+            _apply(stage, state, [], written)
+            assert state.offsets[VALID] == b[-1].offset
+    assert state.offsets[VALID] == batches[5][-1].offset, "the marker ran past states not written yet"
+
+    # kill -9 after batch 8: only the changelog survives; the input resumes at the marker + 1 (batch 6)
+    restored = PartitionState(0, values=dict(state.values), offsets=dict(state.offsets))
+    again_stage = PipelineStage(settings, None, ACKS)
+    again_stage.assigned({0: restored})
+    again = []
+    for b in batches[6:9]:
+        effects = asyncio.run(again_stage.handle(restored, b))
+        _apply(again_stage, restored, b, effects)
+        again.append(_comparable(effects))
+    assert sum(map(len, again)) > 0
+    assert again == first[6:9], "a replay from the floor re-sent other bytes"
+
+
+def test_the_floor_is_below_the_oldest_input_a_pending_state_needs() -> None:
+    pending = Checkpoints()
+    pending.touch(b"a", 10)
+    pending.touch(b"b", 12)
+    pending.touch(b"a", 15)  # a stays pending from 10
+    assert pending.oldest() == 10
+    state = PartitionState(0, offsets={VALID: 7})
+    assert state.marker_after([(VALID, 16)], {VALID: pending.oldest()}) == {VALID: 9}
+    pending.written([b"a"])
+    assert state.marker_after([], {VALID: pending.oldest()}) == {VALID: 11}
+    pending.written([b"b"])
+    assert pending.oldest() is None and pending.due(0) == []
+    assert state.marker_after([], {}) == {VALID: 16}
 
 
 def test_a_pipeline_running_behind_raises_no_device_silent() -> None:
@@ -171,3 +227,49 @@ def test_chunks_later_than_the_grace_are_counted_and_reported_not_silently_dropp
     assert stage.counts["late_chunks_dropped"] == 1
     stats = stage.pipelines[0].devices["mitdb-100"].signals.stats
     assert stats["late_dropped"] == 1  # the chunk 1 s late was put in order, not dropped
+
+
+def test_a_batch_that_breaks_the_pipeline_rebuilds_its_devices_from_the_changelog_and_the_input_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """States not written yet survive a failing batch: the devices are rebuilt (stored state + the records since)
+    and the batch is retried message by message; the breaking message is dead-lettered and the outputs equal a run
+    that never saw it."""
+    from streamer.signals.device import DeviceSignalProcessor
+
+    settings = Settings(topic_prefix="u.", app_id="u.app", checkpoint_s=3600)
+    a, b = _session("mitdb201_af")[:300], _session("bidmc01_icu")[:300]
+    mixed = [r for pair in zip(a, b, strict=True) for r in pair]
+    records = [dataclasses.replace(r, offset=i) for i, r in enumerate(_records(mixed))]
+    poison = records[250]
+    on_message = DeviceSignalProcessor.on_message
+
+    def breaks(self: DeviceSignalProcessor, msg, ingest_ts_ms=None):  # type: ignore[no-untyped-def]
+        if msg.device_id == poison.key.decode() and msg.seq == json.loads(poison.value)["seq"]:
+            raise RuntimeError("a bug met by this message")
+        return on_message(self, msg, ingest_ts_ms)
+
+    monkeypatch.setattr(DeviceSignalProcessor, "on_message", breaks)
+
+    def run(batches: list[list[ConsumerRecord]]) -> tuple[list[tuple[str, bytes | None, bytes]], list[int]]:
+        state = PartitionState(0)
+        stage = PipelineStage(settings, None, ACKS)
+        stage.assigned({0: state})
+        out, letters = [], []
+        for i, batch in enumerate(batches):
+            effects = asyncio.run(stage.handle(state, batch))
+            _apply(stage, state, batch, effects)
+            if i == 2:  # some states written, then more input: the failing batch meets both kinds
+                _apply(stage, state, [], asyncio.run(stage.checkpoint(state, everything=True)))
+            out += [o for o in _comparable(effects) if o[0] != settings.topics.dlq]
+            letters += [
+                json.loads(o.value)["source_offset"] for o in effects.outgoing if o.topic == settings.topics.dlq
+            ]
+        return out, letters
+
+    cut = [records[i : i + 60] for i in range(0, len(records), 60)]
+    broken, letters = run(cut)
+    reference, none = run([[r for r in batch if r is not poison] for batch in cut])
+    assert letters == [poison.offset] and none == []
+    assert len(broken) > 50
+    assert broken == reference
