@@ -8,7 +8,10 @@ alert publish, worker CPU per input message, RSS, state bytes per device and cha
 Then a backlog-drain peak, and in the same run the raw aiokafka validate+dedup+forward loop of ``bench/ingest.py``
 as the baseline ratio. Results in bench/results/fleet.json (and fleet.png).
 
-    python bench/fleet.py [--ladder 100 300 1000] [--warmup-s 30] [--steady-s 60]
+    python bench/fleet.py [--ladder 100 300 1000] [--workers 1 2] [--warmup-s 30] [--steady-s 60]
+
+Also: the same fixed backlog through one worker and through two in one consumer group, with their features and
+scores compared (``scale_out_equal``).
 """
 
 from __future__ import annotations
@@ -160,13 +163,14 @@ def _changelog(settings: Settings) -> str:
     return changelog_topic(settings, "pipeline")
 
 
-def run_step(bootstrap: str, devices: int, warmup_s: float, steady_s: float, partitions: int) -> dict[str, Any]:
+def run_step(
+    bootstrap: str, devices: int, warmup_s: float, steady_s: float, partitions: int, workers: int = 1
+) -> dict[str, Any]:
     settings = _settings(bootstrap, partitions)
     ensure_topics(settings)
-    log = Path("/tmp") / f"{settings.topic_prefix}worker.log"
-    worker = _worker(settings, log)
-    proc = fleetload.Proc(worker.pid)
-    time.sleep(8)  # worker start-up (imports, group join) before the wearables begin
+    procs = [_worker(settings, Path("/tmp") / f"{settings.topic_prefix}worker{i}.log") for i in range(workers)]
+    proc = _Procs([fleetload.Proc(w.pid) for w in procs])
+    time.sleep(8 + 4 * (workers - 1))  # worker start-up (imports, group join) before the wearables begin
     gen = _generator(settings, devices, warmup_s + steady_s + 5)
     lat = Latencies(settings)
     lat.start()
@@ -184,8 +188,7 @@ def run_step(bootstrap: str, devices: int, warmup_s: float, steady_s: float, par
         gen_out = json.loads(gen.communicate(timeout=120)[0] or "{}")
     finally:
         lat.stop.set()
-        worker.terminate()
-        worker.wait(60)
+        _stop(procs)
         broker.close()
     span_ms = (int(t0 * 1000), int(t1 * 1000))
     feat = [v for ts, v in lat.features if span_ms[0] <= ts <= span_ms[1]]
@@ -194,7 +197,7 @@ def run_step(bootstrap: str, devices: int, warmup_s: float, steady_s: float, par
     rate_in = devices * 2
     holds = lags[-1] - lags[0] <= 2 * rate_in and max(lags[-3:]) <= 10 * rate_in
     return {
-        "devices": devices, "input_msgs_per_s": rate_in, "holds_real_time": bool(holds),
+        "devices": devices, "workers": workers, "input_msgs_per_s": rate_in, "holds_real_time": bool(holds),
         "lag_msgs": lags, "consumed_in_window": in1 - in0, "window_s": round(t1 - t0, 1),
         "window_end_to_feature_ms": {"p50": _pct(feat, 0.5), "p99": _pct(feat, 0.99), "n": len(feat)},
         "ingest_to_alert_ms": {"p50": _pct(alerts, 0.5), "p99": _pct(alerts, 0.99), "n": len(alerts)},
@@ -206,7 +209,8 @@ def run_step(bootstrap: str, devices: int, warmup_s: float, steady_s: float, par
 
 
 def run_drain(bootstrap: str, devices: int, seconds: int, partitions: int) -> dict[str, Any]:
-    """A backlog of ``seconds`` of the fleet produced first; the worker's rate until it has consumed all of it."""
+    """A backlog of ``seconds`` of the fleet produced first; the worker's rate from its first committed input
+    until both stages have committed all of it (polled every 0.25 s; a drain shorter than a few polls is refused)."""
     settings = _settings(bootstrap, partitions)
     ensure_topics(settings)
     sent = fleetload.backlog(bootstrap, settings.topics.telemetry, devices, seconds)
@@ -215,53 +219,140 @@ def run_drain(bootstrap: str, devices: int, seconds: int, partitions: int) -> di
     start, first, done = time.time(), None, None
     try:
         while time.time() - start < 600:
-            time.sleep(2)
-            valid_done = broker.committed(settings.topics.telemetry_valid)
-            if first is None and broker.committed(settings.topics.telemetry) > 0:
+            time.sleep(0.25)
+            ingested = broker.committed(settings.topics.telemetry)
+            if first is None and ingested > 0:
                 first = time.time()
-            if broker.lag() == 0 and valid_done > 0:
+            if ingested >= sent and broker.lag() == 0:
                 done = time.time()
                 break
     finally:
-        worker.terminate()
-        worker.wait(60)
+        _stop([worker])
         broker.close()
-    elapsed = (done - first) if done and first else None
-    return {"messages": sent, "seconds_to_drain": elapsed,
+    elapsed = (done - first) if done and first and done - first >= 1.0 else None
+    return {"messages": sent, "seconds_to_drain": round(elapsed, 2) if elapsed else None,
             "msgs_per_s": round(sent / elapsed, 1) if elapsed else None}  # fmt: skip
+
+
+class _Procs:
+    """CPU and memory of several worker processes together."""
+
+    def __init__(self, procs: list[fleetload.Proc]) -> None:
+        self.procs = procs
+
+    def cpu_s(self) -> float:
+        return sum(p.cpu_s() for p in self.procs)
+
+    def rss_mb(self) -> float:
+        return sum(p.rss_mb() for p in self.procs)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for w in procs:
+        w.terminate()
+    for w in procs:
+        w.wait(60)
+
+
+def _outputs(settings: Settings, quiet_s: float = 15.0) -> dict[str, dict[tuple[Any, ...], Any]]:
+    """Every feature and score published under ``settings``' prefix, read until nothing new came for ``quiet_s``."""
+    from kafka import KafkaConsumer
+
+    names = settings.topics
+    consumer = KafkaConsumer(names.features, names.scores, group_id=None, auto_offset_reset="earliest",
+                             consumer_timeout_ms=int(quiet_s * 1000), **settings.kafka_client_kwargs())  # fmt: skip
+    out: dict[str, dict[tuple[Any, ...], Any]] = {"features": {}, "scores": {}}
+    for rec in consumer:
+        v = json.loads(rec.value)
+        if rec.topic == names.features:
+            out["features"][(v["device_id"], v["signal"], v["window_start_ms"], v["window_end_ms"])] = v["features"]
+        else:
+            out["scores"][(v["device_id"], v["model"]["name"], v.get("source"), v["ts_ms"])] = v["score"]
+    consumer.close()
+    return out
+
+
+def _max_diff(a: dict[tuple[Any, ...], Any], b: dict[tuple[Any, ...], Any]) -> float:
+    worst = 0.0
+    for key in a.keys() & b.keys():
+        x, y = a[key], b[key]
+        pairs = [(x.get(k), y.get(k)) for k in x.keys() | y.keys()] if isinstance(x, dict) else [(x, y)]
+        for u, v in pairs:
+            if isinstance(u, int | float) and isinstance(v, int | float):
+                if not (u != u and v != v):  # NaN on both sides is equal
+                    worst = max(worst, abs(u - v))
+            elif u != v:
+                worst = float("inf")
+    return worst
+
+
+def run_scaleout(bootstrap: str, devices: int, seconds: int, partitions: int) -> dict[str, Any]:
+    """The same backlog through one worker and through two in one group: the outputs must be equal."""
+    runs = {}
+    for workers in (1, 2):
+        # A short silence timeout: the last windows close on it even where a worker cannot see that ingest is
+        # done (the stage groups assign partitions independently: pipeline partition p's ingest may be elsewhere).
+        settings = _settings(bootstrap, partitions).model_copy(update={"silence_timeout_s": 10.0})
+        ensure_topics(settings)
+        fleetload.backlog(bootstrap, settings.topics.telemetry, devices, seconds, t0_ms=1_700_000_000_000)
+        procs = [_worker(settings, Path("/tmp") / f"{settings.topic_prefix}worker{i}.log") for i in range(workers)]
+        try:
+            time.sleep(30)
+            runs[workers] = _outputs(settings)
+        finally:
+            _stop(procs)
+    one, two = runs[1], runs[2]
+    return {
+        "devices": devices, "seconds": seconds,
+        "features": {"one_worker": len(one["features"]), "two_workers": len(two["features"]),
+                     "only_one_side": len(one["features"].keys() ^ two["features"].keys()),
+                     "max_abs_diff": _max_diff(one["features"], two["features"])},
+        "scores": {"one_worker": len(one["scores"]), "two_workers": len(two["scores"]),
+                   "only_one_side": len(one["scores"].keys() ^ two["scores"].keys()),
+                   "max_abs_diff": _max_diff(one["scores"], two["scores"])},
+    }  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ladder", type=int, nargs="+", default=[100, 300, 1000, 3000])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="a ladder for each worker count")
     parser.add_argument("--warmup-s", type=float, default=30)
     parser.add_argument("--steady-s", type=float, default=60)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--drain-devices", type=int, default=300)
     parser.add_argument("--drain-s", type=int, default=20)
+    parser.add_argument("--scaleout-devices", type=int, default=200)
+    parser.add_argument("--scaleout-s", type=int, default=30)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet.json")
     args = parser.parse_args()
     bootstrap = os.environ.get("VITALS_KAFKA_BOOTSTRAP") or up(LocalKafka(name="fleet", port=39092,
                                                                           controller_port=39093))  # fmt: skip
     steps = []
-    for n in args.ladder:
-        step = run_step(bootstrap, n, args.warmup_s, args.steady_s, args.partitions)
-        steps.append(step)
-        print(json.dumps(step), flush=True)
-        if not step["holds_real_time"]:
-            break  # the next rung would only fall further behind
+    for workers in args.workers:
+        for n in args.ladder:
+            step = run_step(bootstrap, n, args.warmup_s, args.steady_s, args.partitions, workers)
+            steps.append(step)
+            print(json.dumps(step), flush=True)
+            if not step["holds_real_time"]:
+                break  # the next rung would only fall further behind
     drain = run_drain(bootstrap, args.drain_devices, args.drain_s, args.partitions)
     print("drain", json.dumps(drain), flush=True)
+    scaleout = run_scaleout(bootstrap, args.scaleout_devices, args.scaleout_s, args.partitions)
+    print("scale-out", json.dumps(scaleout), flush=True)
     templates, now_ms = fleetload.load_templates(30), int(time.time() * 1000) - 30_000
     messages = [m for sec in range(25) for d in range(200)
                 for m in fleetload.device_messages(templates, d, sec, now_ms + sec * 1000)]  # fmt: skip
     raw_rates = [ingest_bench.run_raw(bootstrap, messages) for _ in range(3)]
     raw = statistics.median(raw_rates)
-    held = [s["devices"] for s in steps if s["holds_real_time"]]
+    held = {w: max([s["devices"] for s in steps if s["holds_real_time"] and s["workers"] == w], default=0)
+            for w in args.workers}  # fmt: skip
     out = {
-        "what": __doc__.split("\n\n")[0], "ladder": steps, "max_devices_held": max(held) if held else 0,
-        "backlog_drain": drain, "raw_aiokafka_msgs_per_s": round(raw, 1),
+        "what": __doc__.split("\n\n")[0], "ladder": steps, "max_devices_held": held.get(1, 0),
+        "max_devices_held_by_workers": held, "backlog_drain": drain, "scale_out_equal": scaleout,
+        "raw_aiokafka_msgs_per_s": round(raw, 1),
         "drain_to_raw_ratio": round(drain["msgs_per_s"] / raw, 4) if drain["msgs_per_s"] else None,
+        "checkpoint_s": Settings().checkpoint_s,
         "machine": ingest_bench._machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -276,19 +367,27 @@ def _plot(out: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = out["ladder"]
-    n = [s["devices"] for s in steps]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.plot(n, [s["worker_cpu_us_per_msg"] for s in steps], "o-")
-    a.set(xscale="log", xlabel="devices", ylabel="worker CPU per input message (us)", title="cost per message")
-    b.plot(n, [s["window_end_to_feature_ms"]["p99"] or 0 for s in steps], "o-", label="p99 window end -> feature")
-    b.plot(n, [s["window_end_to_feature_ms"]["p50"] or 0 for s in steps], "o-", label="p50")
-    b.set(xscale="log", yscale="log", xlabel="devices", ylabel="ms", title="latency")
-    b.legend()
-    for s in steps:
-        a.annotate("holds" if s["holds_real_time"] else "behind", (s["devices"], s["worker_cpu_us_per_msg"]))
+    for workers in sorted({s.get("workers", 1) for s in out["ladder"]}):
+        _plot_ladder(a, b, [s for s in out["ladder"] if s.get("workers", 1) == workers], workers)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+
+
+def _plot_ladder(a: Any, b: Any, steps: list[dict[str, Any]], workers: int) -> None:
+    n = [s["devices"] for s in steps]
+    tag = f"{workers} worker{'s' if workers > 1 else ''}"
+    a.plot(n, [s["worker_cpu_us_per_msg"] for s in steps], "o-", label=tag)
+    a.set(xscale="log", xlabel="devices", ylabel="worker CPU per input message (us)", title="cost per message")
+    b.plot(
+        n, [s["window_end_to_feature_ms"]["p99"] or 0 for s in steps], "o-", label=f"p99 window end -> feature, {tag}"
+    )
+    b.plot(n, [s["window_end_to_feature_ms"]["p50"] or 0 for s in steps], "o-", label=f"p50, {tag}")
+    b.set(xscale="log", yscale="log", xlabel="devices", ylabel="ms", title="latency")
+    a.legend()
+    b.legend(fontsize=7)
+    for s in steps:
+        a.annotate("holds" if s["holds_real_time"] else "behind", (s["devices"], s["worker_cpu_us_per_msg"]))
 
 
 if __name__ == "__main__":

@@ -87,13 +87,14 @@ def generate(bootstrap: str, topic: str, devices: int, seconds: float, slices: i
     return {"sent": sent, "worst_generator_lag_s": round(worst_behind_s, 3), "seconds": second}
 
 
-def backlog(bootstrap: str, topic: str, devices: int, seconds: int) -> int:
-    """``seconds`` of the whole fleet at once, stamped as if sent over the last ``seconds`` seconds."""
+def backlog(bootstrap: str, topic: str, devices: int, seconds: int, t0_ms: int | None = None) -> int:
+    """``seconds`` of the whole fleet at once, stamped as if sent over the last ``seconds`` seconds (or from
+    ``t0_ms``: the same bytes every time)."""
     from kafka import KafkaProducer
 
     templates = load_templates()
     prod = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024)
-    t0 = int(time.time() * 1000) - seconds * 1000
+    t0 = int(time.time() * 1000) - seconds * 1000 if t0_ms is None else t0_ms
     sent = 0
     for second in range(seconds):
         for device in range(devices):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ class Settings(BaseSettings):
 
     @property
     def topics(self) -> Topics:
-        return Topics.with_prefix(self.topic_prefix)
+        return _topics(self.topic_prefix)  # asked for per message on the hot path: built once per prefix
 
     def kafka_client_kwargs(self) -> dict[str, object]:
         """Connection settings in the keyword form shared by kafka-python and aiokafka."""
@@ -104,6 +105,11 @@ class Settings(BaseSettings):
         if self.ssl_keyfile:
             kwargs["ssl_keyfile"] = str(self.ssl_keyfile)
         return kwargs
+
+
+@functools.lru_cache(maxsize=64)
+def _topics(prefix: str) -> Topics:
+    return Topics.with_prefix(prefix)
 
 
 @dataclass(frozen=True)

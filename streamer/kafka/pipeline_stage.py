@@ -50,6 +50,7 @@ class PipelineStage:
         # device -> its valid-topic records since its state was last written (to rebuild it if a batch fails)
         self.since_written: dict[str, list[ConsumerRecord]] = {}
         self.counts: Counter[str] = Counter()
+        self.unloaded: set[int] = set()
 
     def device_count(self) -> int:
         """Device runtimes held in memory over every owned partition (a gauge)."""
@@ -60,6 +61,8 @@ class PipelineStage:
         self.pending = {p: Checkpoints() for p in states}
         self.since_written.clear()
         self.offsets.clear()
+        self.progress.clear()
+        self.unloaded = set(states)  # partitions whose stored devices are not all in memory yet (see ``tick``)
 
     def revoked(self, partitions: list[int]) -> None:
         self.pipelines.clear()
@@ -67,6 +70,8 @@ class PipelineStage:
         self.since_written.clear()
         metrics.state_forgotten()
         self.offsets.clear()
+        self.progress.clear()
+        self.unloaded = set()
 
     def replay_from(self, partition: int) -> dict[str, int]:
         oldest = self.pending[partition].oldest() if partition in self.pending else None
@@ -229,6 +234,8 @@ class PipelineStage:
         """
         result: dict[int, Effects] = {}
         loop = asyncio.get_running_loop()
+        for p in sorted(self.unloaded & set(states)):
+            await loop.run_in_executor(None, self._load_all, states[p])
         for p, pipeline in self.pipelines.items():
             if p not in self.progress or not pipeline.devices:
                 continue
@@ -246,6 +253,20 @@ class PipelineStage:
                 await loop.run_in_executor(None, self._persist, states[p], touched, effects)
                 result[p] = effects
         return result
+
+    def _load_all(self, state: PartitionState) -> None:
+        """Every device stored on a partition just taken over, and the partition's clock from their last data.
+
+        Devices are otherwise loaded when their next record comes; one that stopped sending just before a
+        rebalance would then never be judged silent, nor its last windows closed.
+        """
+        pipeline = self.pipelines[state.partition]
+        for key in list(state.values):
+            self._runtime(state, key.decode(), None)
+        self.unloaded.discard(state.partition)
+        stamps = [rt.signals.last_ingest_ms for rt in pipeline.devices.values() if rt.signals.last_ingest_ms]
+        if stamps and state.partition not in self.progress:
+            self.progress[state.partition] = (max(stamps), now_ms())  # idle counted from the takeover
 
     # -- state and outputs -----------------------------------------------------------------------------------
     def _runtime(self, state: PartitionState, device: str, patient: str | None) -> None:

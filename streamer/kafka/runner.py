@@ -159,7 +159,8 @@ class PartitionedRunner:
         for p, e in effects.items():
             self.states[p].values.update(e.writes)
             self.states[p].offsets = markers.get(p, self.states[p].offsets)
-        await self._commit_offsets(markers)
+        # Committed: what is handled, not the marker (which may stay a few seconds behind): lag monitoring only.
+        await self._commit_offsets({p: self.states[p].processed for p in (records or {}) if p in self.states})
 
     def _marker(self, state: PartitionState, records: Iterable[ConsumerRecord]) -> dict[str, int]:
         pending = self.stage.replay_from(state.partition) if hasattr(self.stage, "replay_from") else {}
@@ -183,8 +184,8 @@ class PartitionedRunner:
         except Exception as exc:  # the broker away or slow: the next owner replays from the marker instead
             log.warning("%s: states not written before the revocation (%s); the next owner replays", stage.name, exc)
 
-    async def _commit_offsets(self, markers: dict[int, dict[str, int]]) -> None:
-        offsets = {TopicPartition(t, p): o + 1 for p, m in markers.items() for t, o in m.items()}
+    async def _commit_offsets(self, handled: dict[int, dict[str, int]]) -> None:
+        offsets = {TopicPartition(t, p): o + 1 for p, m in handled.items() for t, o in m.items()}
         if offsets:
             with contextlib.suppress(Exception):  # informational only (lag); a failed commit changes nothing
                 await self.consumer.commit(offsets)

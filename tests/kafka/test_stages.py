@@ -273,3 +273,37 @@ def test_a_batch_that_breaks_the_pipeline_rebuilds_its_devices_from_the_changelo
     assert letters == [poison.offset] and none == []
     assert len(broken) > 50
     assert broken == reference
+
+
+def test_a_device_that_stopped_before_a_rebalance_is_still_judged_silent_by_its_new_owner() -> None:
+    """The new owner loads every stored device of a partition it takes over, and runs the partition's clock from
+    their last data: a device that sends nothing after the rebalance still gets DEVICE_SILENT and its last
+    windows closed, exactly as its old owner would have."""
+    import time
+
+    settings = Settings(topic_prefix="u.", app_id="u.app", checkpoint_s=0, silence_timeout_s=0.01)
+    records = _records(_session("bidmc01_icu"))[:400]
+    old_state = PartitionState(0)
+    old = PipelineStage(settings, None, ACKS)
+    old.assigned({0: old_state})
+    for i in range(0, len(records), 50):
+        _apply(old, old_state, records[i : i + 50], asyncio.run(old.handle(old_state, records[i : i + 50])))
+
+    async def complete(partition: int) -> bool:
+        return True
+
+    def closing(stage: PipelineStage, state: PartitionState) -> tuple[list[bytes], list[str]]:
+        out = []
+        for _ in range(2):  # the timer runs every second: the first tick after the takeover loads the devices
+            out += asyncio.run(stage.tick({0: state}, complete)).get(0, Effects()).outgoing
+            time.sleep(0.05)  # longer than the silence timeout
+        alerts = [json.loads(o.value) for o in out if o.topic == settings.topics.alerts]
+        return [o.value for o in out if o.topic == settings.topics.features], [a["condition"] for a in alerts]
+
+    new_state = PartitionState(0, values=dict(old_state.values), offsets=dict(old_state.offsets))
+    new = PipelineStage(settings, None, ACKS)
+    new.assigned({0: new_state})
+    taken_over = closing(new, new_state)
+    assert "DEVICE_SILENT" in taken_over[1]
+    assert taken_over[0], "the last windows were not closed"
+    assert taken_over == closing(old, old_state)
