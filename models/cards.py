@@ -75,7 +75,8 @@ def write(name: str, weights_dir: Path | None = None, cards_dir: Path = CARDS_DI
 
 def _af_rows(meta: dict[str, Any]) -> list[str]:
     m = meta["metrics"]
-    rows = [("GRU, RR + morphology (shipped)", m["test"], m["val"])]
+    label = "GRU ensemble, RR + morphology (shipped)" if meta.get("gru_ensemble") else "GRU, RR + morphology (shipped)"
+    rows = [(label, m["test"], m["val"])]
     if m.get("rr_only"):
         rows.append(("same GRU, morphology hidden (PPG path)", m["rr_only"]["test"], m["rr_only"]["val"]))
     if m.get("trees"):
@@ -88,6 +89,19 @@ def _af_rows(meta: dict[str, Any]) -> list[str]:
             f"{v['f1_mean_nao']['value']:.3f} |"
             for label, t, v in rows
         ),
+    ]
+
+
+def _previous(meta: dict[str, Any]) -> list[str]:
+    prev = meta.get("previous_version")
+    if not prev:
+        return []
+    return [
+        f"Shipped over version {prev['version']} (validation mean F1 {prev['val_f1_mean_nao']:.3f} against "
+        f"{meta['metrics']['val']['f1_mean_nao']['value']:.3f} now), chosen on validation before test was scored; "
+        f"version {prev['version']} on the same test recordings: F1 of AF {prev['test_f1_af']:.3f}, "
+        f"mean F1 {prev['test_f1_mean_nao']:.3f}.",
+        "",
     ]
 
 
@@ -106,6 +120,11 @@ def _af(meta: dict[str, Any]) -> list[str]:
         f"ECG channel does; `FeatureWindow.beat_morph`): {', '.join(meta['inputs'][3:])}.",
         "A quarter of the training sequences are also seen with morphology hidden (valid = 0), so PPG",
         "pulse intervals get an RR-only answer from the same network.",
+        *(
+            [f"Network: {meta['gru_ensemble']}; served and stepped like a single GRU."]
+            if meta.get("gru_ensemble")
+            else []
+        ),
         f"MIT-BIH records {', '.join(meta['split']['mitdb_train_records'])}",
         "are used for training (240-beat chunks,",
         f"per-beat rhythm targets); records {', '.join(meta['split']['mitdb_test_records'])} are held out.",
@@ -121,6 +140,7 @@ def _af(meta: dict[str, Any]) -> list[str]:
         "",
         *_af_rows(meta),
         "",
+        *_previous(meta),
         f"Shipped GRU per class (test): {t['f1_per_class']}; validation: {v['f1_per_class']}.",
         f"Confusion (rows true N/A/O/~, columns predicted): `{t['confusion_rows_true_cols_pred']}`.",
         *([f"Tree baseline thresholds (tuned the same way): `{json.dumps(trees['thresholds'])}`."] if trees else []),
@@ -149,7 +169,8 @@ def _af(meta: dict[str, Any]) -> list[str]:
         "## Limitations",
         "- Trained on short (9-61 s) handheld recordings and 11",
         "Holter records only: few patients, few AF episodes.",
-        "- Morphology is hand-made per beat (no learned waveform front end); atrial flutter with regular",
+        "- Morphology is hand-made per beat (no learned waveform front end: 32 raw waveform bins per beat, with or",
+        "  without a running template, were tried as extra inputs and were not better on validation); atrial flutter with regular",
         "  block and frequent ectopy are still confused with AF or O. Quality depends on the beat",
         "detector; the score is only computed on usable windows.",
         "- The decision offsets were tuned on 400 validation recordings; a new device or population may need",

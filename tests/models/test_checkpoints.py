@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from models import af, anomaly, cards, checkpoint, metrics, sepsis
 from models.datasets import challenge2017_labels, data_dir, load_challenge2017, load_sepsis
@@ -61,6 +62,18 @@ def test_anomaly_reproduces_stored_alarm_rate(patients, monkeypatch) -> None:
     stored = ckpt.meta["metrics"]["test"]["alarms_per_patient_hour"]["value"]
     assert again["alarms_per_patient_hour"]["value"] == pytest.approx(stored, abs=1e-4)
     assert stored <= 2 * ckpt.meta["thresholds"]["target_fpr_per_patient_hour"]
+
+
+def test_af_checkpoint_is_the_merged_ensemble_it_describes() -> None:
+    """N_MEMBERS GRUs side by side: the recurrent weights between two members are exactly zero."""
+    ckpt = checkpoint.load("af")
+    k, h = af.N_MEMBERS, af.N_HIDDEN
+    assert ckpt.model.config.n_hidden == k * h
+    assert ckpt.meta["gru_ensemble"].startswith(f"{k} GRUs of {h} units")
+    w_hh = ckpt.model.gru.weight_hh_l0.detach().reshape(3, k, h, k, h).permute(0, 1, 3, 2, 4)  # (gate, k, k, h, h)
+    between = torch.from_numpy(~np.eye(k, dtype=bool))
+    assert float(w_hh[:, between].abs().max()) == 0.0
+    assert bool((w_hh[:, ~between].abs().amax(dim=(0, 2, 3)) > 0).all())  # every member has its own weights
 
 
 def test_af_reproduces_stored_test_predictions_on_a_subset() -> None:
