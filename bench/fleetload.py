@@ -23,6 +23,7 @@ from streamer.sessions.bidmc import read_csv_columns  # noqa: E402
 
 N_RECORDS = 8  # the first eight records listed in bidmc/RECORDS
 FS_HZ = 125
+DESAT_EVERY, DESAT_CYCLE_S, DESAT_FROM_S, DESAT_S = 20, 90, 10, 40
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,18 @@ def device_messages(templates: list[Template], device: int, second: int, ts_ms: 
     dev = f"fleet-{device:05d}"
     head = f'{{"device_id":"{dev}","ts_ms":{ts_ms},'
     ppg = f'{head}"seq":{2 * second},"kind":"waveform","signal":"ppg","fs_hz":{FS_HZ},"samples":{t.ppg[k]}}}'
-    num = f'{head}"seq":{2 * second + 1},"kind":"vitals",{t.numerics[k]}}}'
+    num = f'{head}"seq":{2 * second + 1},"kind":"vitals",{_numerics(t.numerics[k], device, second)}}}'
     key = dev.encode()
     return [(key, ppg.encode()), (key, num.encode())]
+
+
+def _numerics(fields: str, device: int, second: int) -> str:
+    """The record's numerics; every ``DESAT_EVERY``-th device also desaturates for ``DESAT_S`` seconds in every
+    ``DESAT_CYCLE_S``: SPO2_LOW is raised and resolved on a schedule, so ingest -> alert latency has samples."""
+    if device % DESAT_EVERY or not DESAT_FROM_S <= (second + device) % DESAT_CYCLE_S < DESAT_FROM_S + DESAT_S:
+        return fields
+    kept = [f for f in fields.split(",") if not f.startswith('"spo2_pct"')]
+    return ",".join(kept + ['"spo2_pct":84.0'])
 
 
 def generate(bootstrap: str, topic: str, devices: int, seconds: float, slices: int = 20) -> dict[str, float]:
