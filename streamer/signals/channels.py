@@ -296,10 +296,10 @@ class Channel(SampleClock):
             "filt": self.filt.to_state(),
             "filter": self.filter.to_state() if self.filter else None,
             "detector": det,
-            "beats": [list(b) for b in self.beats],
-            "interp": [list(g) for g in self.interp],
+            "beats": np.asarray(self.beats, dtype=float).reshape(-1, 4),  # (n, [index, decided, amp, baseline])
+            "interp": np.asarray(self.interp, dtype=np.int64).reshape(-1, 2),  # (n, [start, end))
             "beat_count": self.beat_count,
-            "rr_due": [list(d) for d in self.rr_due],
+            "rr_due": np.asarray(self.rr_due, dtype=np.int64).reshape(-1, 3),  # (n, [first, last, decided])
         }
 
     @classmethod
@@ -313,7 +313,8 @@ class Channel(SampleClock):
         if state["detector"] is not None:
             cls_ = EcgBeatDetector if self.signal == "ecg" else PpgBeatDetector
             self.detector = cls_.from_state(state["detector"])
-        self.beats = [list(b) for b in state["beats"]]
-        self.interp = [list(g) for g in state["interp"]]
-        self.beat_count, self.rr_due = state["beat_count"], [list(d) for d in state["rr_due"]]
+        # Arrays, or lists where the state was decoded without ``arrays=True``: the same numbers either way.
+        self.beats = [[int(b[0]), int(b[1]), float(b[2]), float(b[3])] for b in state["beats"]]
+        self.interp = [[int(g[0]), int(g[1])] for g in state["interp"]]
+        self.beat_count, self.rr_due = state["beat_count"], [[int(v) for v in d] for d in state["rr_due"]]
         return self

@@ -187,9 +187,9 @@ class EcgBeatDetector(_Detector):
             "learned": self.learned,
             "bp": self.bp.copy(),
             "mwi": self.mwi.copy(),
-            "pending": list(self.pending),
-            "noise_cands": [list(c) for c in self.noise_cands],
-            "rr": list(self.rr),
+            "pending": np.asarray(self.pending, dtype=np.int64),
+            "noise_cands": np.asarray(self.noise_cands, dtype=float).reshape(-1, 2),  # (n, [index, mwi])
+            "rr": np.asarray(self.rr, dtype=np.int64),
         }
 
     @classmethod
@@ -201,7 +201,7 @@ class EcgBeatDetector(_Detector):
         self.spki, self.npki, self.last_slope = state["floats"]
         self.learned = state["learned"]
         self.bp, self.mwi = np.asarray(state["bp"], dtype=float), np.asarray(state["mwi"], dtype=float)
-        self.pending, self.rr = list(state["pending"]), list(state["rr"])
+        self.pending, self.rr = [int(v) for v in state["pending"]], [int(v) for v in state["rr"]]
         self.noise_cands = [[int(c[0]), float(c[1])] for c in state["noise_cands"]]
         self._derive_constants()
         return self

@@ -163,14 +163,15 @@ class CausalFilter:
             "kind": self.kind,
             "fs_hz": self.fs_hz,
             "method": self.method,
-            "fir": list(self.fir),
+            "fir": np.asarray(self.fir, dtype=float),
             "zi": None if self.zi is None else self.zi.copy(),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> CausalFilter:
         zi = None if state["zi"] is None else np.asarray(state["zi"], dtype=float)
-        return cls(state["kind"], state["fs_hz"], state["method"], tuple(state["fir"]), zi)
+        fir = tuple(float(t) for t in np.asarray(state["fir"], dtype=float))  # an array or, decoded, a list
+        return cls(state["kind"], state["fs_hz"], state["method"], fir, zi)
 
 
 def group_delay_samples(f: CausalFilter, at_hz: float) -> int:

@@ -104,7 +104,7 @@ class SampleStream(SampleClock):
         self.origin_ms: float | None = None
         self.n = 0  # samples emitted in this segment
         self.last_value = 0.0
-        self.pending: list[tuple[int, int, list[float]]] = []  # (ts_ms, seq, samples), sorted by ts_ms
+        self.pending: list[tuple[int, int, np.ndarray]] = []  # (ts_ms, seq, samples), sorted by ts_ms
         # (seq, ts_ms) of recent chunks: a device that restarts its counter reuses seq with new times
         self.seen_seq: list[tuple[int, int]] = []
         self.newest_end_ms = -math.inf
@@ -116,7 +116,7 @@ class SampleStream(SampleClock):
             return []
         self.seen_seq = (self.seen_seq + [(int(seq), int(ts_ms))])[-self.seen_seq_max :]
         self.newest_end_ms = max(self.newest_end_ms, ts_ms + len(samples) * 1000.0 / self.fs_hz)
-        self.pending.append((int(ts_ms), int(seq), [float(v) for v in samples]))
+        self.pending.append((int(ts_ms), int(seq), np.array(samples, dtype=float)))
         self.pending.sort(key=lambda p: (p[0], p[1]))
         return self._drain(force=False)
 
@@ -140,7 +140,7 @@ class SampleStream(SampleClock):
             if offset > 0 and not force and self.newest_end_ms - ts_ms <= self.late_grace_ms:
                 break  # a hole before this chunk: wait for the late chunk within the grace
             self.pending.pop(0)
-            out.extend(self._consume(offset, np.asarray(values, dtype=float), ts_ms))
+            out.extend(self._consume(offset, values, ts_ms))
         return out
 
     def _consume(self, offset: int, values: np.ndarray, ts_ms: int) -> list[Samples | Reset]:
@@ -179,8 +179,8 @@ class SampleStream(SampleClock):
             "origin_ms": self.origin_ms,
             "n": self.n,
             "last_value": self.last_value,
-            "pending": [list(p) for p in self.pending],
-            "seen_seq": [list(p) for p in self.seen_seq],
+            "pending": [[ts, seq, values.copy()] for ts, seq, values in self.pending],
+            "seen_seq": np.asarray(self.seen_seq, dtype=np.int64).reshape(-1, 2),  # (n, [seq, ts_ms])
             "newest_end_ms": None if math.isinf(self.newest_end_ms) else self.newest_end_ms,
             "counts": dict(self.counts),
         }
@@ -189,7 +189,7 @@ class SampleStream(SampleClock):
     def from_state(cls, state: dict[str, Any]) -> SampleStream:
         self = cls(state["fs_hz"], state["late_grace_ms"])
         self.origin_ms, self.n, self.last_value = state["origin_ms"], state["n"], state["last_value"]
-        self.pending = [(int(p[0]), int(p[1]), list(p[2])) for p in state["pending"]]
+        self.pending = [(int(p[0]), int(p[1]), np.asarray(p[2], dtype=float)) for p in state["pending"]]
         self.seen_seq = [(int(p[0]), int(p[1])) for p in state["seen_seq"]]
         end = state["newest_end_ms"]
         self.newest_end_ms = -math.inf if end is None else end
@@ -262,9 +262,40 @@ class TumblingNumerics:
 
     def to_state(self) -> dict[str, Any]:
         closed = None if math.isinf(self.closed_before_ms) else self.closed_before_ms
-        return {"open": [[s, v] for s, v in self.open.items()], "closed_before_ms": closed}
+        return {"open": [_columns(s, rows) for s, rows in self.open.items()], "closed_before_ms": closed}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.open = {int(s): list(v) for s, v in state["open"]}
+        # [start, rows] pairs: the layout before the column form (states already in a changelog)
+        self.open = dict(_rows(w) if isinstance(w, dict) else (int(w[0]), list(w[1])) for w in state["open"])
         c = state["closed_before_ms"]
         self.closed_before_ms = -math.inf if c is None else c
+
+
+def _columns(start_ms: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A window's rows column by column: a column of floats and Nones is one float array (NaN for None)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    cols: dict[str, Any] = {}
+    for key in keys:
+        values = [r.get(key) for r in rows]
+        if all(v is None or (type(v) is float and not math.isnan(v)) for v in values):
+            cols[key] = {"f8": np.array([math.nan if v is None else v for v in values], dtype=float)}
+        else:
+            cols[key] = {"values": values}
+    ragged = any(len(r) != len(keys) for r in rows)
+    present = [[k in r for k in keys] for r in rows] if ragged else None
+    return {"start_ms": start_ms, "n": len(rows), "columns": cols, "present": present}
+
+
+def _rows(window: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    cols = window["columns"]
+    keys = list(cols)
+    values = {k: _column_values(c) for k, c in cols.items()}
+    present = window["present"] or [[True] * len(keys)] * window["n"]
+    rows = [{k: values[k][i] for k, have in zip(keys, present[i], strict=True) if have} for i in range(window["n"])]
+    return int(window["start_ms"]), rows
+
+
+def _column_values(col: dict[str, Any]) -> list[Any]:
+    if "f8" in col:
+        return [None if math.isnan(v) else float(v) for v in col["f8"]]
+    return list(col["values"])
