@@ -38,11 +38,11 @@ def _second(templates, devices: int, second: int, t0_ms: int) -> list[bytes]:
     ]
 
 
-def measure(devices: int, warmup_s: int, seconds: int, models: bool) -> dict[str, float]:
+def measure(devices: int, warmup_s: int, seconds: int, models: bool, fleet_filters: bool = True) -> dict[str, float]:
     settings = Settings()
     templates = fleetload.load_templates(warmup_s + seconds + 5)
     t0_ms = int(time.time() * 1000) - (warmup_s + seconds + 5) * 1000
-    pipeline = Pipeline(settings, default_inference(settings) if models else None)
+    pipeline = Pipeline(settings, default_inference(settings) if models else None, fleet_filters=fleet_filters)
     cost = {"validate": 0.0, "stages": 0.0, "encode_state": 0.0}
     state_bytes: list[int] = []
     for second in range(warmup_s + seconds):

@@ -8,6 +8,7 @@ fixed lookahead (180 ms) after it, so the detector is causal with a bounded dela
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -68,13 +69,15 @@ class EcgBeatDetector(_Detector):
         self.hist = round(_HISTORY_S * fs)
 
     # -- streaming ----------------------------------------------------------------------------------
-    def _update(self, x: np.ndarray) -> list[tuple[int, int]]:
-        bp = self.bandpass.process(x)
-        d = self.derivative.process(bp)
-        m = self.integrator.process(_energy(d))
+    def _front(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bp, m = front_rows([self], x[None, :])  # (1, L): the batch code path with one row, same bits
+        return bp[0], m[0]
+
+    def _advance(self, front: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, int]]:
+        bp, m = front
         self.bp = np.concatenate([self.bp, bp])
         self.mwi = np.concatenate([self.mwi, m])
-        self.n_seen += len(x)
+        self.n_seen += len(bp)
         beats: list[tuple[int, int]] = []
         for i in self._new_candidates():
             if not self.learned:
@@ -205,6 +208,13 @@ class EcgBeatDetector(_Detector):
         self.noise_cands = [[int(c[0]), float(c[1])] for c in state["noise_cands"]]
         self._derive_constants()
         return self
+
+
+def front_rows(detectors: Sequence[EcgBeatDetector], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """QRS-bandpassed ECG and its integrated slope energy for one chunk per detector, x: (D, L); same ``fs_hz``."""
+    bp = CausalFilter.process_rows([d.bandpass for d in detectors], x)  # (D, L)
+    d = CausalFilter.process_rows([det.derivative for det in detectors], bp)
+    return bp, CausalFilter.process_rows([det.integrator for det in detectors], _energy(d))
 
 
 def ecg_r_peaks(x: np.ndarray, fs_hz: float) -> np.ndarray:

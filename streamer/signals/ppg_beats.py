@@ -7,6 +7,7 @@ to line up with the long one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,15 +47,15 @@ class PpgBeatDetector(_Detector):
         self.refractory = round(0.3 * self.fs_hz)
         self.hist = round(3.0 * self.fs_hz)
 
-    def _update(self, x: np.ndarray) -> list[tuple[int, int]]:
-        y = self.bandpass.process(x)
-        z = np.square(np.maximum(y, 0.0))
-        level, zf = lfilter([1.0 - self.level_a], [1.0, -self.level_a], z, zi=[self.level_zi])
-        self.level_zi = float(zf[0])
-        inside = self.ma_peak.process(z) > self.ma_beat.process(z) + 0.02 * level
+    def _front(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y, inside = front_rows([self], x[None, :])  # (1, L): the batch code path with one row, same bits
+        return y[0], inside[0]
+
+    def _advance(self, front: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, int]]:
+        y, inside = front
         start = self.n_seen
         self.y = np.concatenate([self.y, y])
-        self.n_seen += len(x)
+        self.n_seen += len(y)
         edges = np.flatnonzero(np.diff(np.r_[self.in_block, inside].astype(np.int8)))
         peaks: list[tuple[int, int]] = []
         for e in edges:
@@ -106,6 +107,22 @@ class PpgBeatDetector(_Detector):
         self.y = np.asarray(state["y"], dtype=float)
         self._derive_constants()
         return self
+
+
+def front_rows(detectors: Sequence[PpgBeatDetector], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bandpassed PPG and "inside a block of interest" for one chunk per detector, x: (D, L), one call per filter.
+
+    Every detector must have the same ``fs_hz``; each row carries its own detector's filter states.
+    """
+    y = CausalFilter.process_rows([d.bandpass for d in detectors], x)  # (D, L)
+    z = np.square(np.maximum(y, 0.0))
+    a = detectors[0].level_a
+    level, zf = lfilter([1.0 - a], [1.0, -a], z, axis=-1, zi=np.array([[d.level_zi] for d in detectors]))
+    for d, state in zip(detectors, zf[:, 0], strict=True):
+        d.level_zi = float(state)
+    ma_peak = CausalFilter.process_rows([d.ma_peak for d in detectors], z)
+    inside = ma_peak > CausalFilter.process_rows([d.ma_beat for d in detectors], z) + 0.02 * level
+    return y, inside
 
 
 def ppg_peaks(x: np.ndarray, fs_hz: float) -> np.ndarray:
