@@ -106,15 +106,15 @@ class SampleStream(SampleClock):
         self.last_value = 0.0
         self.pending: list[tuple[int, int, np.ndarray]] = []  # (ts_ms, seq, samples), sorted by ts_ms
         # (seq, ts_ms) of recent chunks: a device that restarts its counter reuses seq with new times
-        self.seen_seq: list[tuple[int, int]] = []
+        self.seen_seq = np.zeros((0, 2), dtype=np.int64)  # (n, [seq, ts_ms]), oldest first
         self.newest_end_ms = -math.inf
         self.counts = {"duplicates": 0, "late_reordered": 0, "gaps_bridged": 0, "resets": 0}
 
     def push(self, ts_ms: int, seq: int, samples: np.ndarray) -> list[Samples | Reset]:
-        if (seq, ts_ms) in self.seen_seq:
+        if np.any((self.seen_seq[:, 0] == seq) & (self.seen_seq[:, 1] == ts_ms)):
             self.counts["duplicates"] += 1
             return []
-        self.seen_seq = (self.seen_seq + [(int(seq), int(ts_ms))])[-self.seen_seq_max :]
+        self.seen_seq = np.concatenate([self.seen_seq, [[int(seq), int(ts_ms)]]])[-self.seen_seq_max :]
         self.newest_end_ms = max(self.newest_end_ms, ts_ms + len(samples) * 1000.0 / self.fs_hz)
         self.pending.append((int(ts_ms), int(seq), np.array(samples, dtype=float)))
         self.pending.sort(key=lambda p: (p[0], p[1]))
@@ -148,7 +148,7 @@ class SampleStream(SampleClock):
             if len(values) + offset <= 0:
                 # The same start time seen before: a resend under a new seq. Otherwise a chunk later than the
                 # grace whose place was already decided (gap bridged or segment reset): counted and reported.
-                resent = sum(1 for _, t in self.seen_seq if t == ts_ms) > 1
+                resent = int(np.count_nonzero(self.seen_seq[:, 1] == ts_ms)) > 1
                 key = "duplicates" if resent else "late_dropped"
                 self.counts[key] = self.counts.get(key, 0) + 1
                 return []
@@ -180,7 +180,7 @@ class SampleStream(SampleClock):
             "n": self.n,
             "last_value": self.last_value,
             "pending": [[ts, seq, values.copy()] for ts, seq, values in self.pending],
-            "seen_seq": np.asarray(self.seen_seq, dtype=np.int64).reshape(-1, 2),  # (n, [seq, ts_ms])
+            "seen_seq": self.seen_seq.copy(),
             "newest_end_ms": None if math.isinf(self.newest_end_ms) else self.newest_end_ms,
             "counts": dict(self.counts),
         }
@@ -190,7 +190,7 @@ class SampleStream(SampleClock):
         self = cls(state["fs_hz"], state["late_grace_ms"])
         self.origin_ms, self.n, self.last_value = state["origin_ms"], state["n"], state["last_value"]
         self.pending = [(int(p[0]), int(p[1]), np.asarray(p[2], dtype=float)) for p in state["pending"]]
-        self.seen_seq = [(int(p[0]), int(p[1])) for p in state["seen_seq"]]
+        self.seen_seq = np.asarray(state["seen_seq"], dtype=np.int64).reshape(-1, 2)
         end = state["newest_end_ms"]
         self.newest_end_ms = -math.inf if end is None else end
         self.counts = dict(state["counts"])
@@ -243,18 +243,22 @@ class TumblingNumerics:
         self.late_grace_ms = late_grace_ms
         self.open: dict[int, list[dict[str, Any]]] = {}
         self.closed_before_ms = -math.inf  # windows starting before this were already emitted
+        self._columns: dict[int, _Columns] = {}  # the open rows column by column, kept as they arrive
 
     def add(self, ts_ms: int, values: dict[str, Any]) -> list[tuple[int, list[dict[str, Any]]]]:
         start = ts_ms // self.window_ms * self.window_ms
         if start < self.closed_before_ms:
             return []  # later than the grace: its window is gone (counted by the caller as too late)
         self.open.setdefault(start, []).append(values)
+        self._columns.setdefault(start, _Columns(tuple(values))).add(values)
         return self.close_until(ts_ms - self.late_grace_ms)
 
     def close_until(self, event_ms: float) -> list[tuple[int, list[dict[str, Any]]]]:
         due = sorted(s for s in self.open if s + self.window_ms <= event_ms)
         if due:
             self.closed_before_ms = max(self.closed_before_ms, due[-1] + self.window_ms)
+        for s in due:
+            self._columns.pop(s, None)
         return [(s, self.open.pop(s)) for s in due]
 
     def close_all(self) -> list[tuple[int, list[dict[str, Any]]]]:
@@ -262,13 +266,59 @@ class TumblingNumerics:
 
     def to_state(self) -> dict[str, Any]:
         closed = None if math.isinf(self.closed_before_ms) else self.closed_before_ms
-        return {"open": [_columns(s, rows) for s, rows in self.open.items()], "closed_before_ms": closed}
+        packed = [self._pack(s, rows) for s, rows in self.open.items()]
+        return {"open": packed, "closed_before_ms": closed}
+
+    def _pack(self, start_ms: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        cols = self._columns.get(start_ms)
+        if cols is None or cols.ragged or cols.n != len(rows):
+            return _columns(start_ms, rows)
+        return cols.pack(start_ms)
 
     def load_state(self, state: dict[str, Any]) -> None:
         # [start, rows] pairs: the layout before the column form (states already in a changelog)
         self.open = dict(_rows(w) if isinstance(w, dict) else (int(w[0]), list(w[1])) for w in state["open"])
+        self._columns = {}
+        for start, rows in self.open.items():
+            for row in rows:
+                self._columns.setdefault(start, _Columns(tuple(row))).add(row)
         c = state["closed_before_ms"]
         self.closed_before_ms = -math.inf if c is None else c
+
+
+class _Columns:
+    """One open window's rows column by column as they arrive: ``_columns`` of them, without a pass over them."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self.n = 0
+        self.ragged = False  # a row with other keys: ``_columns`` does the whole window
+        self.values: dict[str, list[Any]] = {k: [] for k in keys}
+        self.floats: dict[str, list[float] | None] = {k: [] for k in keys}  # None: not a float column
+
+    def add(self, row: dict[str, Any]) -> None:
+        if tuple(row) != self.keys:
+            self.ragged = True
+            return
+        self.n += 1
+        for key, v in row.items():
+            self.values[key].append(v)
+            floats = self.floats[key]
+            if floats is None:
+                continue
+            if v is None:
+                floats.append(math.nan)
+            elif type(v) is float and not math.isnan(v):
+                floats.append(v)
+            else:
+                self.floats[key] = None
+
+    def pack(self, start_ms: int) -> dict[str, Any]:
+        cols = {
+            k: {"values": list(self.values[k])} if f is None else {"f8": np.array(f, dtype=float)}
+            for k, f in self.floats.items()
+        }
+        return {"start_ms": start_ms, "n": self.n, "columns": cols, "present": None}
 
 
 def _columns(start_ms: int, rows: list[dict[str, Any]]) -> dict[str, Any]:

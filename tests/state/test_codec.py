@@ -124,7 +124,7 @@ def test_a_state_in_the_list_layout_of_earlier_versions_still_restores() -> None
     old = _plain(first.to_state())
     old["numerics"]["open"] = [[s, rows] for s, rows in first.numerics.open.items()]
     for ch in old["channels"].values():
-        ch["stream"]["seen_seq"] = [list(p) for p in first.channels[ch["signal"]].stream.seen_seq]
+        ch["stream"]["seen_seq"] = first.channels[ch["signal"]].stream.seen_seq.tolist()
     restored = DeviceSignalProcessor.from_state(old, Settings())
     again = DeviceSignalProcessor.from_state(first.to_state(), Settings())
     rest = msgs[100:]
