@@ -158,8 +158,9 @@ class Channel(SampleClock):
             top = self.raw.get(peak - round(0.1 * self.fs_hz), peak + round(0.1 * self.fs_hz) + 1)
             foot = self.raw.get(max(prev, peak - round(0.6 * self.fs_hz)), peak + 1)
             if len(top) and len(foot):
-                amplitude = float(np.max(top) - np.min(foot))
-                baseline = float(np.max(top) + np.min(foot)) / 2.0
+                high, low = top.max(), foot.min()
+                amplitude = float(high - low)
+                baseline = float(high + low) / 2.0
         self.beats.append([peak, decided, amplitude, baseline])
         self.beat_count += 1
         if self.beat_count % self.rr_beats == 0:  # RR windows: every ``rr_window_beats`` beats

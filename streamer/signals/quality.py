@@ -55,17 +55,19 @@ def template_score(x: np.ndarray, beats: np.ndarray, fs_hz: float) -> float:
     if len(beats) < 3:
         return 0.0
     rr = np.diff(beats) / fs_hz
-    rate = 60.0 / float(np.median(rr))
-    if not _RATE_RANGE_BPM[0] <= rate <= _RATE_RANGE_BPM[1] or np.max(rr) > 3.0 * np.min(rr) + 0.5:
+    median_rr = float(np.median(rr))
+    rate = 60.0 / median_rr
+    if not _RATE_RANGE_BPM[0] <= rate <= _RATE_RANGE_BPM[1] or rr.max() > 3.0 * rr.min() + 0.5:
         return 0.0
-    half = max(2, int(0.5 * float(np.median(rr)) * fs_hz))
+    half = max(2, int(0.5 * median_rr * fs_hz))
     inside = beats[(beats >= half) & (beats + half < len(x))]
     if len(inside) < 2:
         return 0.0
     segments = x[inside[:, None] + np.arange(-half, half)[None, :]]  # (n_beats, 2 * half)
     segments = segments - segments.mean(axis=1, keepdims=True)
     template = segments.mean(axis=0)
-    norms = np.linalg.norm(segments, axis=1) * np.linalg.norm(template)
+    # np.linalg.norm's own arithmetic for real rows and a real vector, without its dispatch
+    norms = np.sqrt(np.add.reduce(segments * segments, axis=1)) * np.sqrt(template.dot(template))
     if np.any(norms == 0):
         return 0.0
     corr = float(np.mean(segments @ template / norms))
