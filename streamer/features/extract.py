@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from streamer.features import kernels
+
 _RR_MIN_MS, _RR_MAX_MS = 250.0, 2500.0  # 24-240 bpm: outside that an interval is a missed or extra beat
 _RESP_BAND_HZ = (0.1, 0.7)  # 6-42 breaths/min
 TRIM_FRACTION = 0.2  # 0.1 fits MIT-BIH ECG best, 0.25 BIDMC PPG; 0.2 serves both (development records)
@@ -56,18 +58,16 @@ def rr_features(rr_ms: np.ndarray, n_beats: int, rate_name: str) -> dict[str, fl
     out["n_beats"] = float(n_beats)
     if len(rr) < 2:
         return out
-    diffs = np.diff(rr)
-    mean_rr = float(np.mean(rr))
-    rmssd = float(np.sqrt(np.mean(diffs**2)))
+    # Entropy of the RR histogram (16 equal bins over the window's range): AF spreads it out.
+    mean_rr, sdnn, rmssd, pnn50, turning, entropy = kernels.hrv_stats(rr, 16)
     out[rate_name] = 60_000.0 / _robust_mean(rr)
-    sdnn = float(np.std(rr, ddof=1))
     out["sdnn_ms"] = sdnn
     out["rmssd_ms"] = rmssd
-    out["pnn50_pct"] = 100.0 * float(np.mean(np.abs(diffs) > 50.0))
+    out["pnn50_pct"] = pnn50
     out["rr_cv"] = sdnn / mean_rr
     out["rr_irregularity"] = rmssd / mean_rr  # normalised RMSSD: high in AF, low in sinus rhythm
-    out["rr_turning_point_ratio"] = _turning_point_ratio(rr)
-    out["rr_shannon_entropy_bits"] = _shannon_entropy_bits(rr)
+    out["rr_turning_point_ratio"] = None if math.isnan(turning) else turning
+    out["rr_shannon_entropy_bits"] = entropy
     return out
 
 
@@ -81,39 +81,6 @@ def _robust_mean(rr: np.ndarray) -> float:
     if n == 0:
         return float("nan")
     return float(np.mean(np.partition(rr, (lo, n - lo - 1))[lo : n - lo]))
-
-
-def _turning_point_ratio(rr: np.ndarray) -> float | None:
-    if len(rr) < 3:
-        return None
-    mid, left, right = rr[1:-1], rr[:-2], rr[2:]
-    turning = ((mid > left) & (mid > right)) | ((mid < left) & (mid < right))
-    return float(np.sum(turning)) / (len(rr) - 2)
-
-
-def _shannon_entropy_bits(rr: np.ndarray, n_bins: int = 16) -> float:
-    """Entropy of the RR histogram (16 equal bins over the window's range); AF spreads it out."""
-    counts = equal_bin_counts(rr, n_bins)
-    p = counts[counts > 0] / len(rr)
-    return float(-np.sum(p * np.log2(p)))
-
-
-def equal_bin_counts(x: np.ndarray, n_bins: int) -> np.ndarray:
-    """``np.histogram(x, bins=n_bins)[0]`` for finite floats, by numpy's own equal-bin algorithm without its
-    general-purpose checks (which cost ~120 us a window); the same counts (tests/features/).
-
-    >>> equal_bin_counts(np.array([0.0, 0.1, 0.5, 1.0]), 2).tolist()
-    [2, 2]
-    """
-    first, last = x.min(), x.max()
-    if first == last:
-        first, last = first - 0.5, last + 0.5
-    edges = np.linspace(first, last, n_bins + 1, endpoint=True, dtype=float)
-    idx = (((x - first) / (last - first)) * n_bins).astype(np.intp)
-    idx[idx == n_bins] -= 1
-    idx[x < edges[idx]] -= 1  # the division can round across an edge: the edges decide, as in numpy
-    idx[(x >= edges[idx + 1]) & (idx != n_bins - 1)] += 1
-    return np.bincount(idx, minlength=n_bins)
 
 
 def _band_spectra(t_s: np.ndarray, series: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
