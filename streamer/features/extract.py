@@ -26,6 +26,13 @@ _CONCENTRATION_HALF_HZ = 0.05
 # steer the estimate when their own spectrum is far cleaner. Weights chosen on even-numbered BIDMC records
 # and checked on the odd ones, and the reverse (docs/RESULTS.md).
 _MODULATION_PRIOR = {"bw": 1.0, "am": 0.1, "fm": 0.1}
+_MODULATIONS = ("am", "bw", "fm")
+_PRIORS = np.array([_MODULATION_PRIOR[m] for m in _MODULATIONS])
+_N_FFT = 4096
+_FREQS_HZ = np.fft.rfftfreq(_N_FFT, 0.25)
+_IN_BAND = np.flatnonzero((_FREQS_HZ >= _RESP_BAND_HZ[0]) & (_FREQS_HZ <= _RESP_BAND_HZ[1]))  # noqa: SIM300
+_BAND = slice(int(_IN_BAND[0]), int(_IN_BAND[-1]) + 1)  # the band's bins are contiguous
+_BAND_HZ = _FREQS_HZ[_BAND]
 NUMERIC_FIELDS = ("heart_rate_bpm", "spo2_pct", "resp_rate_bpm", "temp_c", "sbp_mmhg", "dbp_mmhg", "map_mmhg")
 _ACVPU = {"A": 0.0, "C": 1.0, "V": 2.0, "P": 3.0, "U": 4.0}
 HRV_NAMES = (
@@ -94,15 +101,9 @@ def _band_spectra(t_s: np.ndarray, series: np.ndarray) -> tuple[np.ndarray, np.n
     grid = np.arange(t_s[0], t_s[-1], 0.25)  # 4 Hz
     if len(grid) < 32:
         return None
-    x = grid - grid[0]
-    y = np.stack([np.interp(grid, t_s, v) for v in series])  # (S, G)
-    slope, offset = np.polyfit(x, y.T, 1)  # one least-squares line per row
-    y = (y - (slope[:, None] * x + offset[:, None])) * np.hanning(len(grid))  # as polyval(polyfit(...), x)
-    n_fft = 4096  # zero-padding: 0.06 breaths/min bins at 4 Hz
-    power = np.abs(np.fft.rfft(y, n_fft, axis=-1)) ** 2  # (S, n_fft // 2 + 1)
-    freqs = np.fft.rfftfreq(n_fft, 0.25)
-    band = (freqs >= _RESP_BAND_HZ[0]) & (freqs <= _RESP_BAND_HZ[1])
-    return freqs[band], power[:, band]
+    y = kernels.detrended(grid, np.ascontiguousarray(t_s), np.ascontiguousarray(series), np.hanning(len(grid)))
+    spectrum = np.fft.rfft(y, _N_FFT, axis=-1)[:, _BAND]  # (S, F); zero-padding: 0.06 breaths/min bins at 4 Hz
+    return _BAND_HZ, np.abs(spectrum) ** 2
 
 
 def spectral_concentration(freqs_hz: np.ndarray, power: np.ndarray) -> float:
@@ -133,19 +134,12 @@ def resp_rate_from_beats(
     spectra = _band_spectra(t_s[1:], series)  # am, bw, fm: (3, F)
     if spectra is None:
         return None, {}
-    freqs, powers = spectra
-    fused: np.ndarray | None = None
-    info: dict[str, float | None] = {}
-    for name, power in zip(("am", "bw", "fm"), powers, strict=True):
-        if not np.any(power > 0):
-            continue
-        info[name] = q = spectral_concentration(freqs, power)
-        part = _MODULATION_PRIOR[name] * q**4 * power / power.sum()
-        fused = part if fused is None else fused + part
-    if fused is None or not np.any(fused > 0):
+    peak_hz, quality, each = kernels.fuse_spectra(*spectra, _PRIORS, _CONCENTRATION_HALF_HZ)
+    info: dict[str, float | None] = {k: float(q) for k, q in zip(_MODULATIONS, each, strict=True) if not math.isnan(q)}
+    if math.isnan(peak_hz):
         return None, info
-    info["quality"] = spectral_concentration(freqs, fused)
-    return 60.0 * float(freqs[np.argmax(fused)]), info
+    info["quality"] = float(quality)
+    return 60.0 * float(peak_hz), info
 
 
 def breath_onsets(x: np.ndarray, fs_hz: float) -> np.ndarray:

@@ -126,6 +126,56 @@ def template_corr(
     return total / len(inside)
 
 
+@njit(cache=True)
+def detrended(
+    grid: np.ndarray, t_s: np.ndarray, series: np.ndarray, window: np.ndarray
+) -> np.ndarray:  # pragma: no cover
+    """Each row of ``series`` (sampled at ``t_s``) linearly interpolated on ``grid``, less its least-squares line,
+    times ``window``: (S, len(grid))."""
+    x = grid - grid[0]
+    mx = x.sum() / len(x)
+    sxx = ((x - mx) * (x - mx)).sum()
+    out = np.empty((len(series), len(grid)))
+    for r in range(len(series)):
+        y = np.interp(grid, t_s, series[r])
+        my = y.sum() / len(y)
+        slope = ((x - mx) * (y - my)).sum() / sxx
+        out[r] = (y - (slope * x + (my - slope * mx))) * window
+    return out
+
+
+@njit(cache=True)
+def _concentration(freqs: np.ndarray, power: np.ndarray, half_hz: float) -> float:  # pragma: no cover
+    peak = freqs[np.argmax(power)]
+    near = 0.0
+    for i in range(len(freqs)):
+        if abs(freqs[i] - peak) <= half_hz:
+            near += power[i]
+    return near / power.sum()
+
+
+@njit(cache=True)
+def fuse_spectra(
+    freqs: np.ndarray, powers: np.ndarray, priors: np.ndarray, half_hz: float
+) -> tuple[float, float, np.ndarray]:  # pragma: no cover
+    """Rows of band power, each normalised and weighted by its prior and its concentration to the 4th power, summed:
+    (peak frequency of the sum, its concentration, each row's concentration); NaN where there is nothing."""
+    conc = np.full(len(powers), np.nan)
+    fused = np.zeros(len(freqs))
+    used = False
+    for r in range(len(powers)):
+        power = powers[r]
+        if not (power > 0).any():
+            continue
+        q = _concentration(freqs, power, half_hz)
+        conc[r] = q
+        fused += priors[r] * q**4 * power / power.sum()
+        used = True
+    if not used or not (fused > 0).any():
+        return math.nan, math.nan, conc
+    return freqs[np.argmax(fused)], _concentration(freqs, fused, half_hz), conc
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel now, not inside the first window."""
     x = np.linspace(0.0, 1.0, 64)
@@ -133,3 +183,5 @@ def warm_up() -> None:
     flat_fraction(x, 2.0)
     rail_share(x)
     template_corr(np.sin(x * 40.0), np.array([10, 30, 50], dtype=np.int64), 20.0, 30.0, 220.0)
+    rows = np.stack([np.sin(x), np.cos(x), x])
+    fuse_spectra(x, detrended(x, x, rows, np.hanning(len(x))), np.ones(3), 0.05)
