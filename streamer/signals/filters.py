@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ _HIGHPASS: dict[str, _Band] = {
     "gentle": (0.15, None, 1),
 }
 _NOTCH_Q = 30.0
+_NO_TAPS = np.zeros(0)
+_NO_TAPS.flags.writeable = False
 
 
 def _check(method: str, table: dict[str, Any], what: str) -> None:
@@ -59,6 +62,17 @@ def _notch_sos(mains_hz: float, fs_hz: float) -> np.ndarray:
 
 def design_sos(kind: str, fs_hz: float, method: str | None = None) -> np.ndarray:
     """Second-order sections for ``kind`` in {ecg, ppg, resp, baseline, notch50, notch60}."""
+    return _shared_sos(kind, float(fs_hz), method).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_sos(kind: str, fs_hz: float, method: str | None) -> np.ndarray:
+    """One design per (kind, rate, method), shared by every channel and never written to (scipy's sosfilt wants
+    a writeable array): designing costs ~1 ms, which a fleet would pay per device on every start and rebalance."""
+    return _design(kind, fs_hz, method)
+
+
+def _design(kind: str, fs_hz: float, method: str | None) -> np.ndarray:
     if kind in ("notch50", "notch60"):
         return _notch_sos(50.0 if kind == "notch50" else 60.0, fs_hz)
     tables: dict[str, dict[str, _Band]] = {
@@ -133,9 +147,10 @@ class CausalFilter:
     def __post_init__(self) -> None:
         if self.fir:
             self._b = np.asarray(self.fir, dtype=float)
+            self._b.flags.writeable = False  # also what to_state hands out
             self._sos = None
         else:
-            self._sos = design_sos(self.kind, self.fs_hz, self.method)
+            self._sos = _shared_sos(self.kind, float(self.fs_hz), self.method)
 
     @classmethod
     def design(cls, kind: str, fs_hz: float, method: str | None = None) -> CausalFilter:
@@ -189,7 +204,7 @@ class CausalFilter:
             "kind": self.kind,
             "fs_hz": self.fs_hz,
             "method": self.method,
-            "fir": np.asarray(self.fir, dtype=float),
+            "fir": self._b if self.fir else _NO_TAPS,
             "zi": None if self.zi is None else self.zi.copy(),
         }
 
@@ -202,6 +217,12 @@ class CausalFilter:
 
 def group_delay_samples(f: CausalFilter, at_hz: float) -> int:
     """Group delay of a filter at one frequency, in whole samples (used to move peaks back in time)."""
+    return _group_delay(f.kind, f.fs_hz, f.method, f.fir, at_hz)
+
+
+@functools.lru_cache(maxsize=256)
+def _group_delay(kind: str, fs_hz: float, method: str | None, fir: tuple[float, ...], at_hz: float) -> int:
+    f = CausalFilter(kind, fs_hz, method, fir)
     if f.fir:
         b, a = np.asarray(f.fir), np.array([1.0])
     else:
