@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +135,19 @@ def test_a_state_in_the_list_layout_of_earlier_versions_still_restores() -> None
 def test_a_user_key_named_like_a_buffer_reference_is_plain_data() -> None:
     for tree in ({"$nd": False}, {"$nd": [1, 2]}, {"$nd": "x"}, {"a": {"$nd": None}}):
         assert decode_state(encode_state(tree)) == tree
+
+
+STATE_BEFORE_ARRAYS = Path(__file__).parents[1] / "data" / "state" / "device_d8f041a.bin"
+
+
+def test_a_state_written_by_the_code_before_array_states_continues_bit_identically() -> None:
+    """``device_d8f041a.bin``: ECG, PPG, respiration and vitals of bidmc_03, the first 150 messages of ``_chunks(60)``
+    and ``_vitals(60)``, encoded by commit d8f041a (beats, seq history, numerics rows and FIR taps as lists)."""
+    msgs = sorted(_chunks(60) + _vitals(60), key=lambda m: (m.ts_ms, m.seq))
+    restored = DeviceSignalProcessor.from_state(decode_state(STATE_BEFORE_ARRAYS.read_bytes()), Settings())
+    whole = DeviceSignalProcessor("d1", Settings())
+    for m in msgs[:150]:
+        whole.on_message(m, ingest_ts_ms=m.ts_ms + 50)
+    tail = [restored.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[150:]] + [restored.flush()]
+    expected = [whole.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[150:]] + [whole.flush()]
+    assert sum(len(out.windows) for out in tail) > 20 and tail == expected
