@@ -19,7 +19,8 @@ from streamer.contracts import Condition, MotionMessage, VitalsMessage, Waveform
 from streamer.features.extract import numerics_features
 from streamer.records import FeatureWindow, TechnicalEvent
 from streamer.signals.channels import Channel
-from streamer.signals.windows import Reset, Samples, TumblingNumerics
+from streamer.signals.numerics import TumblingNumerics
+from streamer.signals.windows import Reset, Samples
 
 log = logging.getLogger(__name__)
 _NUMERIC_KEYS = (

@@ -11,7 +11,8 @@ from streamer.config import Settings, recordings_dir
 from streamer.contracts import VitalsMessage, WaveformMessage
 from streamer.evaluation.signals import EPOCH_MS, load_bidmc
 from streamer.signals.device import DeviceSignalProcessor
-from streamer.signals.windows import Reset, Samples, SampleStream, TumblingNumerics, WindowSchedule, _columns
+from streamer.signals.numerics import TumblingNumerics, _columns
+from streamer.signals.windows import Reset, Samples, SampleStream, WindowSchedule
 
 pytestmark = pytest.mark.unit
 FS = 125.0
