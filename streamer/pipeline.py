@@ -20,7 +20,8 @@ from streamer.contracts import Alert, AlertAck, FeatureRecord, ScoreRecord
 from streamer.ingest.dedup import SeqStatus, SeqTracker
 from streamer.ingest.validation import Message
 from streamer.records import FeatureWindow, TechnicalEvent
-from streamer.signals.device import DeviceSignalProcessor, StageOutput
+from streamer.signals.device import Admitted, DeviceSignalProcessor, StageOutput
+from streamer.signals.fleet import prefilter
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,10 @@ def feature_record(fw: FeatureWindow) -> FeatureRecord:
 class Pipeline:
     """Holds every device's runtime; ``states`` given to it are the durable copies (a Faust table or a dict)."""
 
-    def __init__(self, settings: Settings, inference: Any | None = None) -> None:
+    def __init__(self, settings: Settings, inference: Any | None = None, *, fleet_filters: bool = True) -> None:
         self.settings = settings
         self.inference = inference
+        self.fleet_filters = fleet_filters  # False: each chunk filtered on its own (the reference in tests, bench)
         self.devices: dict[str, DeviceRuntime] = {}
 
     # -- device runtimes -------------------------------------------------------------------------------------
@@ -109,16 +111,24 @@ class Pipeline:
     def process(
         self, batch: Sequence[tuple[Message, int | None]], states: MutableMapping[str, Any] | None = None
     ) -> PipelineOutput:
-        """Run stages 2-5 over a batch of (validated message, ingest_ts_ms), in order."""
+        """Run stages 2-5 over a batch of (validated message, ingest_ts_ms), in order.
+
+        Every message is first admitted to its device (dedup, chunk order and gaps), then the batch's chunks are
+        filtered fleet-wide as 2-D arrays (``streamer/signals/fleet.py``), then each message is finished in
+        order: the same outputs, bit for bit, as ``on_message`` one message at a time.
+        """
         out = PipelineOutput()
-        steps: list[tuple[DeviceRuntime, StageOutput, int | None]] = []
+        admitted: list[tuple[DeviceRuntime, Message, int | None, Admitted | None]] = []
         for msg, ingest_ts_ms in batch:
             rt = self.runtime(msg.device_id, states.get(msg.device_id) if states is not None else None, msg.patient_id)
             # At-least-once redelivery after a restart: the state already holds this message.
             if rt.seen.check(msg.seq, msg.ts_ms) is not SeqStatus.NEW:
                 out.duplicates += 1
                 continue
-            steps.append((rt, rt.signals.on_message(msg, ingest_ts_ms), ingest_ts_ms))
+            admitted.append((rt, msg, ingest_ts_ms, rt.signals.admit(msg)))
+        if self.fleet_filters:
+            prefilter(a for *_, a in admitted if a is not None)
+        steps = [(rt, rt.signals.finish(msg, ingest, adm), ingest) for rt, msg, ingest, adm in admitted]
         self._finish(steps, out)
         return out
 

@@ -18,6 +18,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = recordings_dir()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernels() -> None:
+    """Compile (or load from numba's cache) the feature kernels once, before any test's timing starts: hypothesis
+    deadlines would otherwise count the first call's compilation."""
+    import numpy as np
+
+    from streamer.features import kernels
+    from streamer.signals.ppg_beats import PpgBeatDetector
+
+    kernels.warm_up()
+    PpgBeatDetector(125.0).update(np.zeros(250))
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from streamer.features import kernels
+
 _RR_MIN_MS, _RR_MAX_MS = 250.0, 2500.0  # 24-240 bpm: outside that an interval is a missed or extra beat
 _RESP_BAND_HZ = (0.1, 0.7)  # 6-42 breaths/min
 TRIM_FRACTION = 0.2  # 0.1 fits MIT-BIH ECG best, 0.25 BIDMC PPG; 0.2 serves both (development records)
@@ -24,6 +26,13 @@ _CONCENTRATION_HALF_HZ = 0.05
 # steer the estimate when their own spectrum is far cleaner. Weights chosen on even-numbered BIDMC records
 # and checked on the odd ones, and the reverse (docs/RESULTS.md).
 _MODULATION_PRIOR = {"bw": 1.0, "am": 0.1, "fm": 0.1}
+_MODULATIONS = ("am", "bw", "fm")
+_PRIORS = np.array([_MODULATION_PRIOR[m] for m in _MODULATIONS])
+_N_FFT = 4096
+_FREQS_HZ = np.fft.rfftfreq(_N_FFT, 0.25)
+_IN_BAND = np.flatnonzero((_FREQS_HZ >= _RESP_BAND_HZ[0]) & (_FREQS_HZ <= _RESP_BAND_HZ[1]))  # noqa: SIM300
+_BAND = slice(int(_IN_BAND[0]), int(_IN_BAND[-1]) + 1)  # the band's bins are contiguous
+_BAND_HZ = _FREQS_HZ[_BAND]
 NUMERIC_FIELDS = ("heart_rate_bpm", "spo2_pct", "resp_rate_bpm", "temp_c", "sbp_mmhg", "dbp_mmhg", "map_mmhg")
 _ACVPU = {"A": 0.0, "C": 1.0, "V": 2.0, "P": 3.0, "U": 4.0}
 HRV_NAMES = (
@@ -56,17 +65,16 @@ def rr_features(rr_ms: np.ndarray, n_beats: int, rate_name: str) -> dict[str, fl
     out["n_beats"] = float(n_beats)
     if len(rr) < 2:
         return out
-    diffs = np.diff(rr)
-    mean_rr = float(np.mean(rr))
-    rmssd = float(np.sqrt(np.mean(diffs**2)))
+    # Entropy of the RR histogram (16 equal bins over the window's range): AF spreads it out.
+    mean_rr, sdnn, rmssd, pnn50, turning, entropy = kernels.hrv_stats(rr, 16)
     out[rate_name] = 60_000.0 / _robust_mean(rr)
-    out["sdnn_ms"] = float(np.std(rr, ddof=1))
+    out["sdnn_ms"] = sdnn
     out["rmssd_ms"] = rmssd
-    out["pnn50_pct"] = 100.0 * float(np.mean(np.abs(diffs) > 50.0))
-    out["rr_cv"] = float(np.std(rr, ddof=1)) / mean_rr
+    out["pnn50_pct"] = pnn50
+    out["rr_cv"] = sdnn / mean_rr
     out["rr_irregularity"] = rmssd / mean_rr  # normalised RMSSD: high in AF, low in sinus rhythm
-    out["rr_turning_point_ratio"] = _turning_point_ratio(rr)
-    out["rr_shannon_entropy_bits"] = _shannon_entropy_bits(rr)
+    out["rr_turning_point_ratio"] = None if math.isnan(turning) else turning
+    out["rr_shannon_entropy_bits"] = entropy
     return out
 
 
@@ -82,37 +90,20 @@ def _robust_mean(rr: np.ndarray) -> float:
     return float(np.mean(np.partition(rr, (lo, n - lo - 1))[lo : n - lo]))
 
 
-def _turning_point_ratio(rr: np.ndarray) -> float | None:
-    if len(rr) < 3:
-        return None
-    mid, left, right = rr[1:-1], rr[:-2], rr[2:]
-    turning = ((mid > left) & (mid > right)) | ((mid < left) & (mid < right))
-    return float(np.sum(turning)) / (len(rr) - 2)
+def _band_spectra(t_s: np.ndarray, series: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Power spectra in the respiratory band of series sampled irregularly at the same times ``t_s``.
 
-
-def _shannon_entropy_bits(rr: np.ndarray, n_bins: int = 16) -> float:
-    """Entropy of the RR histogram (16 equal bins over the window's range); AF spreads it out."""
-    counts, _ = np.histogram(rr, bins=n_bins)
-    p = counts[counts > 0] / len(rr)
-    return float(-np.sum(p * np.log2(p)))
-
-
-def _band_spectrum(t_s: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Power spectrum of an irregularly sampled series in the respiratory band: (freqs_hz, power)."""
-    if len(v) < 4:
+    ``series`` (S, n) -> (freqs_hz (F,), power (S, F)): each row resampled at 4 Hz, detrended, Hann-windowed and
+    zero-padded, all rows in one FFT call. None when the series are too short.
+    """
+    if series.shape[1] < 4:
         return None
     grid = np.arange(t_s[0], t_s[-1], 0.25)  # 4 Hz
     if len(grid) < 32:
         return None
-    y = np.interp(grid, t_s, v)
-    y = (y - np.polyval(np.polyfit(grid - grid[0], y, 1), grid - grid[0])) * np.hanning(len(y))
-    n_fft = 4096  # zero-padding: 0.06 breaths/min bins at 4 Hz
-    power = np.abs(np.fft.rfft(y, n_fft)) ** 2
-    freqs = np.fft.rfftfreq(n_fft, 0.25)
-    band = (freqs >= _RESP_BAND_HZ[0]) & (freqs <= _RESP_BAND_HZ[1])
-    if not np.any(power[band] > 0):
-        return None
-    return freqs[band], power[band]
+    y = kernels.detrended(grid, np.ascontiguousarray(t_s), np.ascontiguousarray(series), np.hanning(len(grid)))
+    spectrum = np.fft.rfft(y, _N_FFT, axis=-1)[:, _BAND]  # (S, F); zero-padding: 0.06 breaths/min bins at 4 Hz
+    return _BAND_HZ, np.abs(spectrum) ** 2
 
 
 def spectral_concentration(freqs_hz: np.ndarray, power: np.ndarray) -> float:
@@ -139,22 +130,16 @@ def resp_rate_from_beats(
     """
     if len(t_s) < 6 or float(t_s[-1] - t_s[0]) < 12.0:
         return None, {}
-    beat_t = t_s[1:]
-    series = {"am": np.asarray(amplitude)[1:], "bw": np.asarray(baseline)[1:], "fm": np.diff(t_s)}
-    fused: np.ndarray | None = None
-    info: dict[str, float | None] = {}
-    for name, v in series.items():
-        spec = _band_spectrum(beat_t, v)
-        if spec is None:
-            continue
-        freqs, power = spec
-        info[name] = q = spectral_concentration(freqs, power)
-        part = _MODULATION_PRIOR[name] * q**4 * power / power.sum()
-        fused = part if fused is None else fused + part
-    if fused is None or not np.any(fused > 0):
+    series = np.stack([np.asarray(amplitude, dtype=float)[1:], np.asarray(baseline, dtype=float)[1:], np.diff(t_s)])
+    spectra = _band_spectra(t_s[1:], series)  # am, bw, fm: (3, F)
+    if spectra is None:
+        return None, {}
+    peak_hz, quality, each = kernels.fuse_spectra(*spectra, _PRIORS, _CONCENTRATION_HALF_HZ)
+    info: dict[str, float | None] = {k: float(q) for k, q in zip(_MODULATIONS, each, strict=True) if not math.isnan(q)}
+    if math.isnan(peak_hz):
         return None, info
-    info["quality"] = spectral_concentration(freqs, fused)
-    return 60.0 * float(freqs[np.argmax(fused)]), info
+    info["quality"] = float(quality)
+    return 60.0 * float(peak_hz), info
 
 
 def breath_onsets(x: np.ndarray, fs_hz: float) -> np.ndarray:

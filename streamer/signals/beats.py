@@ -14,14 +14,22 @@ class _Detector:
     """Shared API: ``update``/``flush`` give peak indices; the ``*_timed`` forms also give, per peak, the
     sample count after which it was decided (windows use it to stay chunking-invariant)."""
 
-    def _update(self, x: np.ndarray) -> list[tuple[int, int]]:
+    def _front(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The chunk through the detector's filters (their states carried); ``front_rows`` does many at once."""
+        raise NotImplementedError
+
+    def _advance(self, front: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, int]]:
+        """The per-sample decisions on the filtered chunk: (peak, decided at) of the peaks it settles."""
         raise NotImplementedError
 
     def _flush(self) -> list[tuple[int, int]]:
         return []
 
-    def update_timed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _as_arrays(self._update(np.asarray(x, dtype=float)))
+    def update_timed(
+        self, x: np.ndarray, front: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``front``: this chunk's filter outputs when already computed for a whole batch (``front_rows``)."""
+        return _as_arrays(self._advance(self._front(np.asarray(x, dtype=float)) if front is None else front))
 
     def flush_timed(self) -> tuple[np.ndarray, np.ndarray]:
         return _as_arrays(self._flush())

@@ -65,6 +65,9 @@ class Channel(SampleClock):
         # Samples: one window plus the close lag and a 5 s chunk; beats: long enough for PPG respiration.
         self.keep = round((window_s + 8.0) * fs_hz)
         self.beat_keep = round((max(window_s, settings.resp_window_s) + 12.0) * fs_hz)
+        # Chunks of the current batch already filtered with the fleet's (``streamer/signals/fleet.py``):
+        # (chunk, filtered, detector front), in the order ``_ingest`` will meet them.
+        self.ready: list[tuple[Samples, np.ndarray, tuple[np.ndarray, np.ndarray] | None]] = []
         self._new_segment()
 
     def _new_segment(self) -> None:
@@ -88,11 +91,11 @@ class Channel(SampleClock):
     # -- time ---------------------------------------------------------------------------------------
     # -- input --------------------------------------------------------------------------------------
     def push(self, ts_ms: int, seq: int, values: np.ndarray, activity: ActivityLookup) -> list[FeatureWindow]:
-        return self._apply(self.stream.push(ts_ms, seq, values), activity)
+        return self.apply(self.stream.push(ts_ms, seq, values), activity)
 
     def release(self, activity: ActivityLookup) -> list[FeatureWindow]:
         """Stop waiting for late chunks (wall clock past the grace)."""
-        return self._apply(self.stream.release(), activity)
+        return self.apply(self.stream.release(), activity)
 
     def end_segment(self, activity: ActivityLookup) -> list[FeatureWindow]:
         """Close what can be closed (end of data or a long gap); the next chunk starts afresh."""
@@ -104,7 +107,8 @@ class Channel(SampleClock):
         self.stream.origin_ms, self.stream.n = None, 0
         return closed
 
-    def _apply(self, events: list[Samples | Reset], activity: ActivityLookup) -> list[FeatureWindow]:
+    def apply(self, events: list[Samples | Reset], activity: ActivityLookup) -> list[FeatureWindow]:
+        """What the stream gave for a chunk (``stream.push``) into buffers, beats and windows."""
         closed: list[FeatureWindow] = []
         for ev in events:
             if isinstance(ev, Reset):
@@ -130,13 +134,18 @@ class Channel(SampleClock):
         if self.origin_ms is None:
             self.origin_ms = ev.origin_ms
             self.schedule.next_start_ms = self.schedule.first_start(self.origin_ms)
+        if self.ready:
+            chunk, filtered, front = self.ready.pop(0)
+            assert chunk is ev, "a chunk filtered ahead is not the one ingested next"
+        else:
+            filtered, front = self.filter.process(ev.values) if self.filter else ev.values, None
         self.raw.append(ev.values)
-        self.filt.append(self.filter.process(ev.values) if self.filter else ev.values)
+        self.filt.append(filtered)
         if ev.n_interpolated:
             self.interp.append([ev.start, ev.start + ev.n_interpolated])
         self.n = ev.start + len(ev.values)
         if self.detector is not None:
-            for peak, decided in zip(*self.detector.update_timed(ev.values), strict=True):
+            for peak, decided in zip(*self.detector.update_timed(ev.values, front), strict=True):
                 self._add_beat(int(peak), int(decided))
         oldest = self.n - self.beat_keep
         self.beats = [b for b in self.beats if b[0] >= oldest]
@@ -149,8 +158,9 @@ class Channel(SampleClock):
             top = self.raw.get(peak - round(0.1 * self.fs_hz), peak + round(0.1 * self.fs_hz) + 1)
             foot = self.raw.get(max(prev, peak - round(0.6 * self.fs_hz)), peak + 1)
             if len(top) and len(foot):
-                amplitude = float(np.max(top) - np.min(foot))
-                baseline = float(np.max(top) + np.min(foot)) / 2.0
+                high, low = top.max(), foot.min()
+                amplitude = float(high - low)
+                baseline = float(high + low) / 2.0
         self.beats.append([peak, decided, amplitude, baseline])
         self.beat_count += 1
         if self.beat_count % self.rr_beats == 0:  # RR windows: every ``rr_window_beats`` beats
@@ -296,10 +306,10 @@ class Channel(SampleClock):
             "filt": self.filt.to_state(),
             "filter": self.filter.to_state() if self.filter else None,
             "detector": det,
-            "beats": [list(b) for b in self.beats],
-            "interp": [list(g) for g in self.interp],
+            "beats": np.asarray(self.beats, dtype=float).reshape(-1, 4),  # (n, [index, decided, amp, baseline])
+            "interp": np.asarray(self.interp, dtype=np.int64).reshape(-1, 2),  # (n, [start, end))
             "beat_count": self.beat_count,
-            "rr_due": [list(d) for d in self.rr_due],
+            "rr_due": np.asarray(self.rr_due, dtype=np.int64).reshape(-1, 3),  # (n, [first, last, decided])
         }
 
     @classmethod
@@ -313,7 +323,8 @@ class Channel(SampleClock):
         if state["detector"] is not None:
             cls_ = EcgBeatDetector if self.signal == "ecg" else PpgBeatDetector
             self.detector = cls_.from_state(state["detector"])
-        self.beats = [list(b) for b in state["beats"]]
-        self.interp = [list(g) for g in state["interp"]]
-        self.beat_count, self.rr_due = state["beat_count"], [list(d) for d in state["rr_due"]]
+        # Arrays, or lists where the state was decoded without ``arrays=True``: the same numbers either way.
+        self.beats = [[int(b[0]), int(b[1]), float(b[2]), float(b[3])] for b in state["beats"]]
+        self.interp = [[int(g[0]), int(g[1])] for g in state["interp"]]
+        self.beat_count, self.rr_due = state["beat_count"], [[int(v) for v in d] for d in state["rr_due"]]
         return self

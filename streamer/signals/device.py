@@ -19,7 +19,8 @@ from streamer.contracts import Condition, MotionMessage, VitalsMessage, Waveform
 from streamer.features.extract import numerics_features
 from streamer.records import FeatureWindow, TechnicalEvent
 from streamer.signals.channels import Channel
-from streamer.signals.windows import TumblingNumerics
+from streamer.signals.numerics import TumblingNumerics
+from streamer.signals.windows import Reset, Samples
 
 log = logging.getLogger(__name__)
 _NUMERIC_KEYS = (
@@ -34,6 +35,17 @@ _NUMERIC_KEYS = (
     "spo2_scale",
     "consciousness",
 )
+
+
+Telemetry = VitalsMessage | WaveformMessage | MotionMessage
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A chunk past its channel's SampleStream: what ``Channel.apply`` takes (``DeviceSignalProcessor.admit``)."""
+
+    channel: Channel
+    events: list[Samples | Reset]
 
 
 @dataclass(frozen=True)
@@ -56,11 +68,32 @@ class DeviceSignalProcessor:
         self.silent = False
         self.low_quality: dict[str, bool] = {}
         self.counts = {"numerics_too_late": 0}
+        self._held = False  # a rate change was admitted: the rest of the batch goes through finish alone
 
     # -- inputs -------------------------------------------------------------------------------------
-    def on_message(
-        self, msg: VitalsMessage | WaveformMessage | MotionMessage, ingest_ts_ms: int | None = None
-    ) -> StageOutput:
+    def on_message(self, msg: Telemetry, ingest_ts_ms: int | None = None) -> StageOutput:
+        return self.finish(msg, ingest_ts_ms, self.admit(msg))
+
+    def admit(self, msg: Telemetry) -> Admitted | None:
+        """First half of ``on_message``: a chunk through its channel's SampleStream (order, duplicates, gaps).
+
+        A batch admits all its messages, then finishes them in order, so that the chunks in between can be
+        filtered for the whole fleet at once (``streamer/signals/fleet.py``). None: ``finish`` does the whole
+        message (numerics; a rate change, and after one every later message of this device in the batch).
+        """
+        if isinstance(msg, VitalsMessage) or self._held:
+            return None
+        signal = msg.signal if isinstance(msg, WaveformMessage) else "motion"
+        known = self.channels.get(signal)
+        if known is not None and known.fs_hz != float(msg.fs_hz):
+            self._held = True  # the channel restarts in finish; this batch's later chunks must wait for that
+            return None
+        channel = self._channel(signal, msg.fs_hz)
+        return Admitted(channel, channel.stream.push(msg.ts_ms, msg.seq, self._samples(msg)))
+
+    def finish(self, msg: Telemetry, ingest_ts_ms: int | None, admitted: Admitted | None) -> StageOutput:
+        """Second half of ``on_message``: buffers, beats, windows, features and events of one message."""
+        self._held = False  # every message of the batch is admitted by now
         events: list[TechnicalEvent] = []
         if self.silent:
             self.silent = False
@@ -70,15 +103,11 @@ class DeviceSignalProcessor:
         self.patient_id = msg.patient_id or self.patient_id
         if isinstance(msg, VitalsMessage):
             return self._output(self._numerics(msg), events)
-        if isinstance(msg, WaveformMessage):
-            values = np.asarray(msg.samples, dtype=float) * (msg.scale or 1.0) + (msg.offset or 0.0)
-            signal: str = msg.signal
-        else:
-            values = np.sqrt(np.square(msg.x_g) + np.square(msg.y_g) + np.square(msg.z_g))
-            signal = "motion"
-        values = self._finite(values)
+        if admitted is not None:
+            return self._output(admitted.channel.apply(admitted.events, self._activity), events)
+        signal = msg.signal if isinstance(msg, WaveformMessage) else "motion"
         closed = self._retire_on_rate_change(signal, msg.fs_hz)
-        closed += self._channel(signal, msg.fs_hz).push(msg.ts_ms, msg.seq, values, self._activity)
+        closed += self._channel(signal, msg.fs_hz).push(msg.ts_ms, msg.seq, self._samples(msg), self._activity)
         return self._output(closed, events)
 
     def on_tick(self, now_ms: int) -> StageOutput:
@@ -106,6 +135,13 @@ class DeviceSignalProcessor:
         return self._output(self._close_everything(), [])
 
     # -- internals ----------------------------------------------------------------------------------
+    def _samples(self, msg: WaveformMessage | MotionMessage) -> np.ndarray:
+        if isinstance(msg, WaveformMessage):
+            values = np.asarray(msg.samples, dtype=float) * (msg.scale or 1.0) + (msg.offset or 0.0)
+        else:
+            values = np.sqrt(np.square(msg.x_g) + np.square(msg.y_g) + np.square(msg.z_g))
+        return self._finite(values)
+
     def _finite(self, values: np.ndarray) -> np.ndarray:
         """NaN or infinite samples would poison the filter states for good: interpolate them in the chunk."""
         ok = np.isfinite(values)

@@ -8,6 +8,7 @@ fixed lookahead (180 ms) after it, so the detector is causal with a bounded dela
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -68,13 +69,15 @@ class EcgBeatDetector(_Detector):
         self.hist = round(_HISTORY_S * fs)
 
     # -- streaming ----------------------------------------------------------------------------------
-    def _update(self, x: np.ndarray) -> list[tuple[int, int]]:
-        bp = self.bandpass.process(x)
-        d = self.derivative.process(bp)
-        m = self.integrator.process(_energy(d))
+    def _front(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bp, m = front_rows([self], x[None, :])  # (1, L): the batch code path with one row, same bits
+        return bp[0], m[0]
+
+    def _advance(self, front: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, int]]:
+        bp, m = front
         self.bp = np.concatenate([self.bp, bp])
         self.mwi = np.concatenate([self.mwi, m])
-        self.n_seen += len(x)
+        self.n_seen += len(bp)
         beats: list[tuple[int, int]] = []
         for i in self._new_candidates():
             if not self.learned:
@@ -187,9 +190,9 @@ class EcgBeatDetector(_Detector):
             "learned": self.learned,
             "bp": self.bp.copy(),
             "mwi": self.mwi.copy(),
-            "pending": list(self.pending),
-            "noise_cands": [list(c) for c in self.noise_cands],
-            "rr": list(self.rr),
+            "pending": np.asarray(self.pending, dtype=np.int64),
+            "noise_cands": np.asarray(self.noise_cands, dtype=float).reshape(-1, 2),  # (n, [index, mwi])
+            "rr": np.asarray(self.rr, dtype=np.int64),
         }
 
     @classmethod
@@ -201,10 +204,17 @@ class EcgBeatDetector(_Detector):
         self.spki, self.npki, self.last_slope = state["floats"]
         self.learned = state["learned"]
         self.bp, self.mwi = np.asarray(state["bp"], dtype=float), np.asarray(state["mwi"], dtype=float)
-        self.pending, self.rr = list(state["pending"]), list(state["rr"])
+        self.pending, self.rr = [int(v) for v in state["pending"]], [int(v) for v in state["rr"]]
         self.noise_cands = [[int(c[0]), float(c[1])] for c in state["noise_cands"]]
         self._derive_constants()
         return self
+
+
+def front_rows(detectors: Sequence[EcgBeatDetector], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """QRS-bandpassed ECG and its integrated slope energy for one chunk per detector, x: (D, L); same ``fs_hz``."""
+    bp = CausalFilter.process_rows([d.bandpass for d in detectors], x)  # (D, L)
+    d = CausalFilter.process_rows([det.derivative for det in detectors], bp)
+    return bp, CausalFilter.process_rows([det.integrator for det in detectors], _energy(d))
 
 
 def ecg_r_peaks(x: np.ndarray, fs_hz: float) -> np.ndarray:

@@ -14,6 +14,8 @@ True
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,8 @@ _HIGHPASS: dict[str, _Band] = {
     "gentle": (0.15, None, 1),
 }
 _NOTCH_Q = 30.0
+_NO_TAPS = np.zeros(0)
+_NO_TAPS.flags.writeable = False
 
 
 def _check(method: str, table: dict[str, Any], what: str) -> None:
@@ -58,6 +62,17 @@ def _notch_sos(mains_hz: float, fs_hz: float) -> np.ndarray:
 
 def design_sos(kind: str, fs_hz: float, method: str | None = None) -> np.ndarray:
     """Second-order sections for ``kind`` in {ecg, ppg, resp, baseline, notch50, notch60}."""
+    return _shared_sos(kind, float(fs_hz), method).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_sos(kind: str, fs_hz: float, method: str | None) -> np.ndarray:
+    """One design per (kind, rate, method), shared by every channel and never written to (scipy's sosfilt wants
+    a writeable array): designing costs ~1 ms, which a fleet would pay per device on every start and rebalance."""
+    return _design(kind, fs_hz, method)
+
+
+def _design(kind: str, fs_hz: float, method: str | None) -> np.ndarray:
     if kind in ("notch50", "notch60"):
         return _notch_sos(50.0 if kind == "notch50" else 60.0, fs_hz)
     tables: dict[str, dict[str, _Band]] = {
@@ -132,9 +147,10 @@ class CausalFilter:
     def __post_init__(self) -> None:
         if self.fir:
             self._b = np.asarray(self.fir, dtype=float)
+            self._b.flags.writeable = False  # also what to_state hands out
             self._sos = None
         else:
-            self._sos = design_sos(self.kind, self.fs_hz, self.method)
+            self._sos = _shared_sos(self.kind, float(self.fs_hz), self.method)
 
     @classmethod
     def design(cls, kind: str, fs_hz: float, method: str | None = None) -> CausalFilter:
@@ -155,6 +171,31 @@ class CausalFilter:
             y, self.zi = signal.lfilter(self._b, [1.0], x, zi=zi)
         return y
 
+    @staticmethod
+    def process_rows(filters: Sequence[CausalFilter], x: np.ndarray) -> np.ndarray:
+        """``f.process(row)`` for each filter and row of x (D, L) in one scipy call, each row with its own state.
+
+        The filters must share one design (a group of channels of one signal and rate); the rows come out bit
+        for bit as one ``process`` call each would give them.
+        """
+        first = filters[0]
+        assert all(f.fir == first.fir and (f.kind, f.fs_hz, f.method) == (first.kind, first.fs_hz, first.method)
+                   for f in filters), "process_rows needs filters of one design"  # fmt: skip
+        x = np.asarray(x, dtype=float)
+        if first._sos is not None:
+            at_rest = np.zeros((first._sos.shape[0], 2))
+            zi = np.stack([at_rest if f.zi is None else f.zi for f in filters], axis=1)  # (n_sections, D, 2)
+            y, zf = signal.sosfilt(first._sos, x, axis=-1, zi=zi)
+            states = [zf[:, i].copy() for i in range(len(filters))]
+        else:
+            taps_rest = np.zeros(len(first._b) - 1)
+            zi = np.stack([taps_rest if f.zi is None else f.zi for f in filters])  # (D, n_taps - 1)
+            y, zf = signal.lfilter(first._b, [1.0], x, axis=-1, zi=zi)
+            states = list(zf)
+        for f, state in zip(filters, states, strict=True):
+            f.zi = state
+        return y
+
     def reset(self) -> None:
         self.zi = None
 
@@ -163,18 +204,25 @@ class CausalFilter:
             "kind": self.kind,
             "fs_hz": self.fs_hz,
             "method": self.method,
-            "fir": list(self.fir),
+            "fir": self._b if self.fir else _NO_TAPS,
             "zi": None if self.zi is None else self.zi.copy(),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> CausalFilter:
         zi = None if state["zi"] is None else np.asarray(state["zi"], dtype=float)
-        return cls(state["kind"], state["fs_hz"], state["method"], tuple(state["fir"]), zi)
+        fir = tuple(float(t) for t in np.asarray(state["fir"], dtype=float))  # an array or, decoded, a list
+        return cls(state["kind"], state["fs_hz"], state["method"], fir, zi)
 
 
 def group_delay_samples(f: CausalFilter, at_hz: float) -> int:
     """Group delay of a filter at one frequency, in whole samples (used to move peaks back in time)."""
+    return _group_delay(f.kind, f.fs_hz, f.method, f.fir, at_hz)
+
+
+@functools.lru_cache(maxsize=256)
+def _group_delay(kind: str, fs_hz: float, method: str | None, fir: tuple[float, ...], at_hz: float) -> int:
+    f = CausalFilter(kind, fs_hz, method, fir)
     if f.fir:
         b, a = np.asarray(f.fir), np.array([1.0])
     else:

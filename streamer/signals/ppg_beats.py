@@ -7,9 +7,11 @@ to line up with the long one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numba import njit
 from scipy.signal import lfilter
 
 from streamer.signals.beats import _Detector, _run_chunked
@@ -46,38 +48,21 @@ class PpgBeatDetector(_Detector):
         self.refractory = round(0.3 * self.fs_hz)
         self.hist = round(3.0 * self.fs_hz)
 
-    def _update(self, x: np.ndarray) -> list[tuple[int, int]]:
-        y = self.bandpass.process(x)
-        z = np.square(np.maximum(y, 0.0))
-        level, zf = lfilter([1.0 - self.level_a], [1.0, -self.level_a], z, zi=[self.level_zi])
-        self.level_zi = float(zf[0])
-        inside = self.ma_peak.process(z) > self.ma_beat.process(z) + 0.02 * level
+    def _front(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y, inside = front_rows([self], x[None, :])  # (1, L): the batch code path with one row, same bits
+        return y[0], inside[0]
+
+    def _advance(self, front: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, int]]:
+        y, inside = front
         start = self.n_seen
         self.y = np.concatenate([self.y, y])
-        self.n_seen += len(x)
-        edges = np.flatnonzero(np.diff(np.r_[self.in_block, inside].astype(np.int8)))
-        peaks: list[tuple[int, int]] = []
-        for e in edges:
-            idx = start + int(e)  # first sample of the new run
-            if not self.in_block:
-                self.block_start = idx
-            else:
-                peaks.extend((p, idx) for p in self._close_block(self.block_start, idx))
-            self.in_block = not self.in_block
+        self.n_seen += len(y)
+        peaks, decided, self.in_block, self.block_start, self.last_peak = close_blocks(
+            self.y, self.buf_start, inside, start, self.in_block, self.block_start, self.last_peak,
+            (self.w1, self.centre, self.delay, self.refractory),
+        )  # fmt: skip
         self._trim()
-        return peaks
-
-    def _close_block(self, b0: int, b1: int) -> list[int]:
-        if b1 - b0 < self.w1:
-            return []
-        lo = max(b0 - self.centre, self.buf_start)
-        hi = max(b1 - self.centre, lo + 1)
-        seg = self.y[lo - self.buf_start : hi - self.buf_start]
-        peak = lo + int(np.argmax(seg)) - self.delay
-        if peak - self.last_peak < self.refractory or peak < 0:
-            return []
-        self.last_peak = peak
-        return [peak]
+        return list(zip(peaks.tolist(), decided.tolist(), strict=True))
 
     def _trim(self) -> None:
         keep_from = self.n_seen - self.hist
@@ -106,6 +91,66 @@ class PpgBeatDetector(_Detector):
         self.y = np.asarray(state["y"], dtype=float)
         self._derive_constants()
         return self
+
+
+@njit(cache=True)
+def close_blocks(
+    y: np.ndarray,
+    buf_start: int,
+    inside: np.ndarray,
+    start: int,
+    in_block: bool,
+    block_start: int,
+    last_peak: int,
+    rules: tuple[int, int, int, int],
+) -> tuple[np.ndarray, np.ndarray, bool, int, int]:  # pragma: no cover
+    """The per-sample block state machine over one chunk, compiled: a block of interest opens where ``inside``
+    turns on and closes where it turns off; a block at least ``w1`` long gives its largest bandpassed sample,
+    moved back by the filter delay, as a peak unless within the refractory time of the last one.
+
+    ``y`` holds the bandpassed signal from absolute index ``buf_start``; the chunk starts at ``start``. Returns
+    (peaks, the index each was decided at, in_block, block_start, last_peak).
+    """
+    w1, centre, delay, refractory = rules
+    peaks = np.empty(len(inside), dtype=np.int64)
+    decided = np.empty(len(inside), dtype=np.int64)
+    k = 0
+    for j in range(len(inside)):
+        if inside[j] == in_block:
+            continue
+        idx = start + j  # first sample of the new run
+        if not in_block:
+            block_start = idx
+        elif idx - block_start >= w1:
+            lo = max(block_start - centre, buf_start)
+            hi = max(idx - centre, lo + 1)
+            best = lo
+            for i in range(lo + 1, hi):  # the first largest sample, as np.argmax
+                if y[i - buf_start] > y[best - buf_start]:
+                    best = i
+            peak = best - delay
+            if peak - last_peak >= refractory and peak >= 0:
+                last_peak = peak
+                peaks[k], decided[k] = peak, idx
+                k += 1
+        in_block = not in_block
+    return peaks[:k], decided[:k], in_block, block_start, last_peak
+
+
+def front_rows(detectors: Sequence[PpgBeatDetector], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bandpassed PPG and "inside a block of interest" for one chunk per detector, x: (D, L), one call per filter.
+
+    Every detector must have the same ``fs_hz``; each row carries its own detector's filter states.
+    """
+    y = CausalFilter.process_rows([d.bandpass for d in detectors], x)  # (D, L)
+    z = np.square(np.maximum(y, 0.0))
+    a = detectors[0].level_a
+    level, zf = lfilter([1.0 - a], [1.0, -a], z, axis=-1, zi=np.array([[d.level_zi] for d in detectors]))
+    for d, state in zip(detectors, zf[:, 0], strict=True):
+        d.level_zi = float(state)
+    ma_peak = CausalFilter.process_rows([d.ma_peak for d in detectors], z)
+    inside = ma_peak > CausalFilter.process_rows([d.ma_beat for d in detectors], z) + 0.02 * level
+    return y, inside
 
 
 def ppg_peaks(x: np.ndarray, fs_hz: float) -> np.ndarray:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamer.features import kernels
+
 _FLAT_RUN_S = 0.2  # a run of identical samples this long is a flat line (lead off, sensor stuck)
 _MOTION_OK_G, _MOTION_BAD_G = 0.05, 0.3
 _CORR_BAD, _CORR_GOOD = 0.5, 0.9
@@ -20,22 +22,16 @@ def flat_score(x: np.ndarray, fs_hz: float, run_s: float = _FLAT_RUN_S) -> float
     """1 minus the fraction of the window spent in flat runs (consecutive identical samples)."""
     if len(x) < 2:
         return 0.0
-    same = np.r_[False, np.diff(x) == 0, False]
-    edges = np.flatnonzero(np.diff(same.astype(np.int8)))
-    starts, ends = edges[::2], edges[1::2]
-    lengths = ends - starts
-    flat = int(np.sum(lengths[lengths >= run_s * fs_hz]))
-    return 1.0 - min(1.0, flat / len(x))
+    return 1.0 - kernels.flat_fraction(np.ascontiguousarray(x, dtype=float), run_s * fs_hz)
 
 
 def clip_score(x: np.ndarray, tolerance: float = 0.0) -> float:
     """1 minus 10 x (the share of samples sitting at the window's extreme values, less ``tolerance``)."""
     if len(x) == 0:
         return 0.0
-    lo, hi = float(np.min(x)), float(np.max(x))
-    if lo == hi:
+    at_rail = kernels.rail_share(np.ascontiguousarray(x, dtype=float))
+    if at_rail < 0:  # a constant window
         return 0.0
-    at_rail = np.mean(x == hi) + np.mean(x == lo)
     return float(np.clip(1.0 - 10.0 * (at_rail - 2.0 / len(x) - tolerance), 0.0, 1.0))
 
 
@@ -52,23 +48,10 @@ def template_score(x: np.ndarray, beats: np.ndarray, fs_hz: float) -> float:
     ``beats`` are sample indices into ``x``. Implausible rate or RR spread gives 0.
     """
     beats = np.asarray(beats, dtype=np.int64)
-    if len(beats) < 3:
+    x = np.ascontiguousarray(x, dtype=float)
+    corr = kernels.template_corr(x, beats, float(fs_hz), *_RATE_RANGE_BPM)  # beats of +-half a median RR
+    if np.isnan(corr):
         return 0.0
-    rr = np.diff(beats) / fs_hz
-    rate = 60.0 / float(np.median(rr))
-    if not _RATE_RANGE_BPM[0] <= rate <= _RATE_RANGE_BPM[1] or np.max(rr) > 3.0 * np.min(rr) + 0.5:
-        return 0.0
-    half = max(2, int(0.5 * float(np.median(rr)) * fs_hz))
-    inside = beats[(beats >= half) & (beats + half < len(x))]
-    if len(inside) < 2:
-        return 0.0
-    segments = x[inside[:, None] + np.arange(-half, half)[None, :]]  # (n_beats, 2 * half)
-    segments = segments - segments.mean(axis=1, keepdims=True)
-    template = segments.mean(axis=0)
-    norms = np.linalg.norm(segments, axis=1) * np.linalg.norm(template)
-    if np.any(norms == 0):
-        return 0.0
-    corr = float(np.mean(segments @ template / norms))
     return float(np.clip((corr - _CORR_BAD) / (_CORR_GOOD - _CORR_BAD), 0.0, 1.0))
 
 

@@ -104,19 +104,19 @@ class SampleStream(SampleClock):
         self.origin_ms: float | None = None
         self.n = 0  # samples emitted in this segment
         self.last_value = 0.0
-        self.pending: list[tuple[int, int, list[float]]] = []  # (ts_ms, seq, samples), sorted by ts_ms
+        self.pending: list[tuple[int, int, np.ndarray]] = []  # (ts_ms, seq, samples), sorted by ts_ms
         # (seq, ts_ms) of recent chunks: a device that restarts its counter reuses seq with new times
-        self.seen_seq: list[tuple[int, int]] = []
+        self.seen_seq = np.zeros((0, 2), dtype=np.int64)  # (n, [seq, ts_ms]), oldest first
         self.newest_end_ms = -math.inf
         self.counts = {"duplicates": 0, "late_reordered": 0, "gaps_bridged": 0, "resets": 0}
 
     def push(self, ts_ms: int, seq: int, samples: np.ndarray) -> list[Samples | Reset]:
-        if (seq, ts_ms) in self.seen_seq:
+        if np.any((self.seen_seq[:, 0] == seq) & (self.seen_seq[:, 1] == ts_ms)):
             self.counts["duplicates"] += 1
             return []
-        self.seen_seq = (self.seen_seq + [(int(seq), int(ts_ms))])[-self.seen_seq_max :]
+        self.seen_seq = np.concatenate([self.seen_seq, [[int(seq), int(ts_ms)]]])[-self.seen_seq_max :]
         self.newest_end_ms = max(self.newest_end_ms, ts_ms + len(samples) * 1000.0 / self.fs_hz)
-        self.pending.append((int(ts_ms), int(seq), [float(v) for v in samples]))
+        self.pending.append((int(ts_ms), int(seq), np.array(samples, dtype=float)))
         self.pending.sort(key=lambda p: (p[0], p[1]))
         return self._drain(force=False)
 
@@ -140,7 +140,7 @@ class SampleStream(SampleClock):
             if offset > 0 and not force and self.newest_end_ms - ts_ms <= self.late_grace_ms:
                 break  # a hole before this chunk: wait for the late chunk within the grace
             self.pending.pop(0)
-            out.extend(self._consume(offset, np.asarray(values, dtype=float), ts_ms))
+            out.extend(self._consume(offset, values, ts_ms))
         return out
 
     def _consume(self, offset: int, values: np.ndarray, ts_ms: int) -> list[Samples | Reset]:
@@ -148,7 +148,7 @@ class SampleStream(SampleClock):
             if len(values) + offset <= 0:
                 # The same start time seen before: a resend under a new seq. Otherwise a chunk later than the
                 # grace whose place was already decided (gap bridged or segment reset): counted and reported.
-                resent = sum(1 for _, t in self.seen_seq if t == ts_ms) > 1
+                resent = int(np.count_nonzero(self.seen_seq[:, 1] == ts_ms)) > 1
                 key = "duplicates" if resent else "late_dropped"
                 self.counts[key] = self.counts.get(key, 0) + 1
                 return []
@@ -179,8 +179,8 @@ class SampleStream(SampleClock):
             "origin_ms": self.origin_ms,
             "n": self.n,
             "last_value": self.last_value,
-            "pending": [list(p) for p in self.pending],
-            "seen_seq": [list(p) for p in self.seen_seq],
+            "pending": [[ts, seq, values.copy()] for ts, seq, values in self.pending],
+            "seen_seq": self.seen_seq.copy(),
             "newest_end_ms": None if math.isinf(self.newest_end_ms) else self.newest_end_ms,
             "counts": dict(self.counts),
         }
@@ -189,8 +189,8 @@ class SampleStream(SampleClock):
     def from_state(cls, state: dict[str, Any]) -> SampleStream:
         self = cls(state["fs_hz"], state["late_grace_ms"])
         self.origin_ms, self.n, self.last_value = state["origin_ms"], state["n"], state["last_value"]
-        self.pending = [(int(p[0]), int(p[1]), list(p[2])) for p in state["pending"]]
-        self.seen_seq = [(int(p[0]), int(p[1])) for p in state["seen_seq"]]
+        self.pending = [(int(p[0]), int(p[1]), np.asarray(p[2], dtype=float)) for p in state["pending"]]
+        self.seen_seq = np.asarray(state["seen_seq"], dtype=np.int64).reshape(-1, 2)
         end = state["newest_end_ms"]
         self.newest_end_ms = -math.inf if end is None else end
         self.counts = dict(state["counts"])
@@ -233,38 +233,3 @@ class WindowSchedule:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> WindowSchedule:
         return cls(state["window_ms"], state["hop_ms"], state["next_start_ms"])
-
-
-class TumblingNumerics:
-    """1-minute (configurable) tumbling windows of numeric vitals, closed by later event time or on demand."""
-
-    def __init__(self, window_ms: int, late_grace_ms: int) -> None:
-        self.window_ms = window_ms
-        self.late_grace_ms = late_grace_ms
-        self.open: dict[int, list[dict[str, Any]]] = {}
-        self.closed_before_ms = -math.inf  # windows starting before this were already emitted
-
-    def add(self, ts_ms: int, values: dict[str, Any]) -> list[tuple[int, list[dict[str, Any]]]]:
-        start = ts_ms // self.window_ms * self.window_ms
-        if start < self.closed_before_ms:
-            return []  # later than the grace: its window is gone (counted by the caller as too late)
-        self.open.setdefault(start, []).append(values)
-        return self.close_until(ts_ms - self.late_grace_ms)
-
-    def close_until(self, event_ms: float) -> list[tuple[int, list[dict[str, Any]]]]:
-        due = sorted(s for s in self.open if s + self.window_ms <= event_ms)
-        if due:
-            self.closed_before_ms = max(self.closed_before_ms, due[-1] + self.window_ms)
-        return [(s, self.open.pop(s)) for s in due]
-
-    def close_all(self) -> list[tuple[int, list[dict[str, Any]]]]:
-        return self.close_until(math.inf)
-
-    def to_state(self) -> dict[str, Any]:
-        closed = None if math.isinf(self.closed_before_ms) else self.closed_before_ms
-        return {"open": [[s, v] for s, v in self.open.items()], "closed_before_ms": closed}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.open = {int(s): list(v) for s, v in state["open"]}
-        c = state["closed_before_ms"]
-        self.closed_before_ms = -math.inf if c is None else c

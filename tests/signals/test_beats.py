@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from streamer.config import recordings_dir
 from streamer.signals.ecg_beats import EcgBeatDetector, ecg_r_peaks
-from streamer.signals.ppg_beats import PpgBeatDetector, ppg_peaks
+from streamer.signals.ppg_beats import PpgBeatDetector, close_blocks, ppg_peaks
 from streamer.state import decode_state, encode_state
 
 pytestmark = pytest.mark.unit
@@ -91,3 +91,38 @@ def test_ecg_any_rate_from_100_to_500_hz(mitdb_100, fs_hz) -> None:
 def test_bad_rate_is_rejected() -> None:
     with pytest.raises(ValueError, match="fs_hz"):
         EcgBeatDetector(10.0)
+
+
+def _blocks_in_python(y, buf_start, inside, start, in_block, block_start, last_peak, rules):
+    """The block state machine as it was written in Python before it was compiled: the reference."""
+    w1, centre, delay, refractory = rules
+    out = []
+    edges = np.flatnonzero(np.diff(np.r_[in_block, inside].astype(np.int8)))
+    for e in edges:
+        idx = start + int(e)
+        if not in_block:
+            block_start = idx
+        elif idx - block_start >= w1:
+            lo = max(block_start - centre, buf_start)
+            hi = max(idx - centre, lo + 1)
+            peak = lo + int(np.argmax(y[lo - buf_start : hi - buf_start])) - delay
+            if not (peak - last_peak < refractory or peak < 0):
+                last_peak = peak
+                out.append((peak, idx))
+        in_block = not in_block
+    return out, in_block, block_start, last_peak
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), in_block=st.booleans(), ties=st.booleans())
+def test_compiled_block_state_machine_is_the_python_one(seed, in_block, ties) -> None:
+    rng = np.random.default_rng(seed)
+    n_buf, n = int(rng.integers(200, 500)), int(rng.integers(1, 200))
+    y = rng.integers(0, 4, n_buf).astype(float) if ties else rng.normal(size=n_buf)  # ties: argmax takes the first
+    inside = rng.random(n) < rng.uniform(0.2, 0.8)
+    buf_start, start = 1000, 1000 + n_buf - n
+    args = (y, buf_start, inside, start, in_block, start - int(rng.integers(0, 60)), start - int(rng.integers(0, 90)))
+    rules = (int(rng.integers(1, 20)), int(rng.integers(0, 40)), int(rng.integers(0, 10)), int(rng.integers(1, 40)))
+    peaks, decided, *rest = close_blocks(*args, rules)
+    want, *want_rest = _blocks_in_python(*args, rules)
+    assert list(zip(peaks.tolist(), decided.tolist(), strict=True)) == want and list(rest) == list(want_rest)

@@ -11,7 +11,8 @@ from streamer.config import Settings, recordings_dir
 from streamer.contracts import VitalsMessage, WaveformMessage
 from streamer.evaluation.signals import EPOCH_MS, load_bidmc
 from streamer.signals.device import DeviceSignalProcessor
-from streamer.signals.windows import Reset, Samples, SampleStream, TumblingNumerics, WindowSchedule
+from streamer.signals.numerics import TumblingNumerics, _columns
+from streamer.signals.windows import Reset, Samples, SampleStream, WindowSchedule
 
 pytestmark = pytest.mark.unit
 FS = 125.0
@@ -172,3 +173,26 @@ def test_a_device_restarting_its_seq_counter_is_not_dropped() -> None:
     out = stream.push(chunks[0][0], 0, chunks[0][2]) + stream.push(chunks[1][0], 1, chunks[1][2])
     out += stream.push(chunks[2][0], 0, chunks[2][2]) + stream.push(chunks[3][0], 1, chunks[3][2])
     assert np.array_equal(_emitted(out), x) and stream.counts["duplicates"] == 0
+
+
+row_values = (
+    st.none() | st.floats(allow_nan=True, width=64) | st.integers(0, 3) | st.booleans() | st.sampled_from("ACV")
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.fixed_dictionaries({"hr": row_values, "spo2": row_values, "avpu": row_values}), max_size=12),
+       ragged=st.booleans())  # fmt: skip
+def test_numerics_state_kept_column_by_column_is_the_whole_window_packed(rows, ragged) -> None:
+    if ragged and rows:
+        rows[len(rows) // 2] = {"hr": 1.0}
+    win = TumblingNumerics(60_000, 0)
+    for k, row in enumerate(rows):
+        win.add(1_000 + k, row)
+    state = win.to_state()
+    if rows:
+        assert repr(state["open"][0]) == repr(_columns(0, rows))  # repr: NaN and array contents compared as text
+    back = TumblingNumerics(60_000, 0)
+    back.load_state(state)
+    as_items = lambda w: repr({s: [sorted(r.items()) for r in rows] for s, rows in w.open.items()})  # noqa: E731
+    assert as_items(back) == as_items(win) and repr(back.to_state()) == repr(state)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamer.config import Settings, recordings_dir
-from streamer.contracts import WaveformMessage
+from streamer.contracts import VitalsMessage, WaveformMessage
 from streamer.evaluation.signals import EPOCH_MS, load_bidmc
 from streamer.signals.device import DeviceSignalProcessor
 from streamer.state import StateCodecError, decode_state, encode_state
@@ -76,22 +77,77 @@ def _chunks(seconds: int) -> list[WaveformMessage]:
     ]
 
 
-def test_a_restored_device_continues_bit_identically_and_its_state_is_no_larger_than_json() -> None:
-    msgs = _chunks(75)
-    cut = 130
+def _vitals(seconds: int) -> list[VitalsMessage]:
+    return [
+        VitalsMessage(device_id="d1", ts_ms=EPOCH_MS + k * 1000 + 500, seq=10_000 + k, heart_rate_bpm=70.0 + k % 7,
+                      spo2_pct=None if k % 5 == 0 else 96.0, consciousness="A" if k % 3 else None)
+        for k in range(seconds)
+    ]  # fmt: skip
+
+
+def _numbers_in_lists(tree, path: str = "") -> list[str]:
+    """Paths of lists holding more than 8 numbers: buffers that ``to_state`` left as Python lists."""
+    if isinstance(tree, dict):
+        return [p for k, v in tree.items() for p in _numbers_in_lists(v, f"{path}.{k}")]
+    if isinstance(tree, list | tuple):
+        flat = sum(1 for v in tree if isinstance(v, int | float) and not isinstance(v, bool))
+        inner = [p for i, v in enumerate(tree) for p in _numbers_in_lists(v, f"{path}[{i}]")]
+        nested = sum(1 for v in tree if isinstance(v, list | tuple))
+        return inner + ([path] if flat > 8 or nested > 8 else [])
+    return []
+
+
+@pytest.mark.parametrize("arrays", [False, True], ids=["lists", "arrays"])
+def test_a_restored_device_continues_bit_identically_and_its_state_is_no_larger_than_json(arrays) -> None:
+    msgs = sorted(_chunks(75) + _vitals(75), key=lambda m: (m.ts_ms, m.seq))
+    cut = 180
     first = DeviceSignalProcessor("d1", Settings())
     head = [first.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[:cut]]
     state = first.to_state()
+    assert _numbers_in_lists(state) == []  # numeric buffers are arrays: the codec stores them as raw bytes
     blob = encode_state(state)
-    restored = DeviceSignalProcessor.from_state(decode_state(blob), Settings())
+    restored = DeviceSignalProcessor.from_state(decode_state(blob, arrays=arrays), Settings())
     tail = [restored.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[cut:]] + [restored.flush()]
     whole = DeviceSignalProcessor("d1", Settings())
     expected = [whole.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs] + [whole.flush()]
+    assert any(w.signal == "numerics" for out in tail for w in out.windows)  # the open minute was restored too
     assert head + tail == expected  # frozen dataclasses: every window, feature and event equal
-    assert decode_state(blob) == _plain(state)
+    assert json.dumps(decode_state(blob)) == json.dumps(_plain(state))  # as text: NaN (a missing vital) is not == NaN
     assert len(blob) < len(zlib.compress(json.dumps(_plain(state)).encode(), 1))  # about 18% smaller, 3 waveforms
+
+
+def test_a_state_in_the_list_layout_of_earlier_versions_still_restores() -> None:
+    """Changelogs written before ``to_state`` returned arrays: beats, seq history and numerics rows as lists."""
+    msgs = sorted(_chunks(40) + _vitals(40), key=lambda m: (m.ts_ms, m.seq))
+    first = DeviceSignalProcessor("d1", Settings())
+    for m in msgs[:100]:
+        first.on_message(m, ingest_ts_ms=m.ts_ms + 50)
+    old = _plain(first.to_state())
+    old["numerics"]["open"] = [[s, rows] for s, rows in first.numerics.open.items()]
+    for ch in old["channels"].values():
+        ch["stream"]["seen_seq"] = first.channels[ch["signal"]].stream.seen_seq.tolist()
+    restored = DeviceSignalProcessor.from_state(old, Settings())
+    again = DeviceSignalProcessor.from_state(first.to_state(), Settings())
+    rest = msgs[100:]
+    assert [restored.on_message(m, m.ts_ms + 50) for m in rest] == [again.on_message(m, m.ts_ms + 50) for m in rest]
 
 
 def test_a_user_key_named_like_a_buffer_reference_is_plain_data() -> None:
     for tree in ({"$nd": False}, {"$nd": [1, 2]}, {"$nd": "x"}, {"a": {"$nd": None}}):
         assert decode_state(encode_state(tree)) == tree
+
+
+STATE_BEFORE_ARRAYS = Path(__file__).parents[1] / "data" / "state" / "device_d8f041a.bin"
+
+
+def test_a_state_written_by_the_code_before_array_states_continues_bit_identically() -> None:
+    """``device_d8f041a.bin``: ECG, PPG, respiration and vitals of bidmc_03, the first 150 messages of ``_chunks(60)``
+    and ``_vitals(60)``, encoded by commit d8f041a (beats, seq history, numerics rows and FIR taps as lists)."""
+    msgs = sorted(_chunks(60) + _vitals(60), key=lambda m: (m.ts_ms, m.seq))
+    restored = DeviceSignalProcessor.from_state(decode_state(STATE_BEFORE_ARRAYS.read_bytes()), Settings())
+    whole = DeviceSignalProcessor("d1", Settings())
+    for m in msgs[:150]:
+        whole.on_message(m, ingest_ts_ms=m.ts_ms + 50)
+    tail = [restored.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[150:]] + [restored.flush()]
+    expected = [whole.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[150:]] + [whole.flush()]
+    assert sum(len(out.windows) for out in tail) > 20 and tail == expected
