@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
 
+from streamer.kafka.produce import send_all
 from streamer.kafka.store import MARKER_KEY, PartitionState, marker_value, restore
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,7 @@ class CheckpointingStage(Stage, Protocol):
 
 async def publish(producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
     """Send records and wait until the broker has every one of them (acks=all, idempotent producer)."""
-    futures = [
-        await producer.send(o.topic, o.value, key=o.key, partition=o.partition, headers=list(o.headers) or None)
-        for o in outgoing
-    ]
-    await asyncio.gather(*futures)
+    await asyncio.gather(*await send_all(producer, outgoing))
 
 
 @dataclass(frozen=True)
