@@ -105,6 +105,7 @@ class PartitionedRunner:
         self.client_kwargs, self.timings = client_kwargs, timings
         self.lock = asyncio.Lock()  # the batch loop, the rebalance listener and timers take turns
         self.states: dict[int, PartitionState] = {}
+        self.uncommitted: dict[TopicPartition, int] = {}  # handled offsets + 1, for the next commit_offsets
         self.consumer = AIOKafkaConsumer(
             group_id=group_id,
             enable_auto_commit=False,
@@ -156,8 +157,11 @@ class PartitionedRunner:
         for p, e in effects.items():
             self.states[p].values.update(e.writes)
             self.states[p].offsets = markers.get(p, self.states[p].offsets)
-        # Committed: what is handled, not the marker (which may stay a few seconds behind): lag monitoring only.
-        await self._commit_offsets({p: self.states[p].processed for p in (records or {}) if p in self.states})
+        # Committed: what is handled, not the marker (which may stay a few seconds behind), by a timer
+        # (``commit_offsets``): lag monitoring only, so no round trip per batch.
+        for p in records or {}:
+            if p in self.states:
+                self.uncommitted.update({TopicPartition(t, p): o + 1 for t, o in self.states[p].processed.items()})
 
     def _marker(self, state: PartitionState, records: Iterable[ConsumerRecord]) -> dict[str, int]:
         pending = self.stage.replay_from(state.partition) if hasattr(self.stage, "replay_from") else {}
@@ -181,10 +185,11 @@ class PartitionedRunner:
         except Exception as exc:  # the broker away or slow: the next owner replays from the marker instead
             log.warning("%s: states not written before the revocation (%s); the next owner replays", stage.name, exc)
 
-    async def _commit_offsets(self, handled: dict[int, dict[str, int]]) -> None:
-        offsets = {TopicPartition(t, p): o + 1 for p, m in handled.items() for t, o in m.items()}
+    async def commit_offsets(self) -> None:
+        """Commit what is handled (a timer; informational only: a failed commit changes nothing)."""
+        offsets, self.uncommitted = self.uncommitted, {}
         if offsets:
-            with contextlib.suppress(Exception):  # informational only (lag); a failed commit changes nothing
+            with contextlib.suppress(Exception):
                 await self.consumer.commit(offsets)
 
     async def caught_up(self, partition: int) -> bool:
@@ -241,6 +246,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.runner.lock:
             await self.runner.checkpoint_all()
+            await self.runner.commit_offsets()  # while the partitions are still ours
             self.runner.states = {}
             self.runner.stage.revoked(sorted({tp.partition for tp in revoked}))
 

@@ -74,16 +74,22 @@ class Checkpoints:
     """Keys whose live state is ahead of the changelog: since when, and from which input offset on."""
 
     def __init__(self) -> None:
-        self.pending: dict[bytes, tuple[int, float]] = {}  # key -> (first offset not in its stored state, since)
+        # key -> (first offset not in its stored state, since when); insertion order is the order of ``since``
+        self.pending: dict[bytes, tuple[int, float]] = {}
 
     def touch(self, key: bytes, offset: int) -> None:
         if key not in self.pending:
             self.pending[key] = (offset, time.monotonic())
 
     def due(self, max_age_s: float) -> list[bytes]:
-        """Keys changed at least ``max_age_s`` ago and not written since."""
+        """Keys changed at least ``max_age_s`` ago and not written since (oldest first)."""
         cutoff = time.monotonic() - max_age_s
-        return [k for k, (_, since) in self.pending.items() if since <= cutoff]
+        due = []
+        for key, (_, since) in self.pending.items():  # in the order they were touched: ``since`` only grows
+            if since > cutoff:
+                break
+            due.append(key)
+        return due
 
     def written(self, keys: Iterable[bytes]) -> None:
         for key in keys:

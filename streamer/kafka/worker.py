@@ -24,6 +24,7 @@ from streamer.kafka.topics import acks_by_device_topic, changelog_topic
 log = logging.getLogger(__name__)
 COUNTS_EVERY_S = 10.0
 TICK_EVERY_S = 1.0
+COMMIT_EVERY_S = 1.0  # consumer group offsets (lag monitoring only)
 CHECKPOINT_EVERY_S = 1.0  # how often states that waited VITALS_CHECKPOINT_S are written (quiet devices too)
 
 
@@ -87,6 +88,7 @@ class DeliveryWorker:
         jobs = [r.run() for r in self.runners]
         jobs += [pipeline_runner.every(TICK_EVERY_S, tick), self._report_counts()]
         jobs += [r.every(CHECKPOINT_EVERY_S, r.checkpoint_due) for r in (ingest_runner, pipeline_runner)]
+        jobs += [r.every(COMMIT_EVERY_S, r.commit_offsets) for r in self.runners]
         self._tasks = [asyncio.create_task(job) for job in jobs]
         try:
             await asyncio.gather(*self._tasks)

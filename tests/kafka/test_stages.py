@@ -242,14 +242,14 @@ def test_a_batch_that_breaks_the_pipeline_rebuilds_its_devices_from_the_changelo
     mixed = [r for pair in zip(a, b, strict=True) for r in pair]
     records = [dataclasses.replace(r, offset=i) for i, r in enumerate(_records(mixed))]
     poison = records[250]
-    on_message = DeviceSignalProcessor.on_message
+    finish = DeviceSignalProcessor.finish  # the last step of a message: the batch's others are half done by then
 
-    def breaks(self: DeviceSignalProcessor, msg, ingest_ts_ms=None):  # type: ignore[no-untyped-def]
+    def breaks(self: DeviceSignalProcessor, msg, ingest_ts_ms, admitted):  # type: ignore[no-untyped-def]
         if msg.device_id == poison.key.decode() and msg.seq == json.loads(poison.value)["seq"]:
             raise RuntimeError("a bug met by this message")
-        return on_message(self, msg, ingest_ts_ms)
+        return finish(self, msg, ingest_ts_ms, admitted)
 
-    monkeypatch.setattr(DeviceSignalProcessor, "on_message", breaks)
+    monkeypatch.setattr(DeviceSignalProcessor, "finish", breaks)
 
     def run(batches: list[list[ConsumerRecord]]) -> tuple[list[tuple[str, bytes | None, bytes]], list[int]]:
         state = PartitionState(0)
