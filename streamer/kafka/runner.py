@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from streamer.kafka.store import MARKER_KEY, PartitionState, marker_value, restore
@@ -89,6 +90,10 @@ class PartitionedRunner:
         self.client_kwargs = client_kwargs
         self.lock = asyncio.Lock()  # the batch loop, the rebalance listener and timers take turns
         self.states: dict[int, PartitionState] = {}
+        self.pending: set[TopicPartition] | None = None  # assigned, paused, not yet restored (maybe none)
+        # Bumped by every revocation and assignment: a batch fetched before one is dropped, not processed (its
+        # records come again from the restored marker + 1).
+        self.generation = 0
         self.consumer = AIOKafkaConsumer(
             group_id=group_id,
             enable_auto_commit=False,
@@ -106,10 +111,15 @@ class PartitionedRunner:
         self.consumer.subscribe(self.stage.topics, listener=_Listener(self))
         try:
             while True:
+                if self.pending is not None:
+                    async with self.lock:
+                        await self._restore_pending()
+                generation = self.generation
                 batches = await self.consumer.getmany(timeout_ms=200)
                 if batches:
                     async with self.lock:
-                        await self._process(batches)
+                        if generation == self.generation:
+                            await self._process(batches)
         finally:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
@@ -177,32 +187,52 @@ class PartitionedRunner:
             async with self.lock:
                 await job()
 
-    async def _assign(self, assigned: set[TopicPartition]) -> None:
+    def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """In the assignment callback: nothing slow (no heartbeat is sent until it returns)."""
+        self.generation += 1
+        self.pending = set(assigned)
+        self.consumer.pause(*assigned)
+
+    def _revoked(self, revoked: set[TopicPartition]) -> None:
+        self.generation += 1
+        self.pending = None
+        self.states = {}
+        self.stage.revoked(sorted({tp.partition for tp in revoked}))
+
+    async def _restore_pending(self) -> None:
+        if self.pending is None:  # revoked while the loop waited for the lock
+            return
+        assigned, self.pending = self.pending, None
         wanted = sorted({tp.partition for tp in assigned})
         started = time.monotonic()
-        # Always from the changelog: a partition we held before may have been processed elsewhere since.
-        self.states = await restore(self.changelog, wanted, self.client_kwargs)
+        try:
+            # Always from the changelog: a partition we held before may have been processed elsewhere since.
+            self.states = await restore(self.changelog, wanted, self.client_kwargs)
+        except (KafkaError, OSError) as exc:  # the broker away for a moment: the partitions stay paused, try again
+            log.warning("%s: restoring partitions %s failed (%s); trying again", self.stage.name, wanted, exc)
+            self.pending = assigned
+            return
         self.stage.assigned(self.states)
         for tp in assigned:
             resume = self.states[tp.partition].resume_offset(tp.topic)
-            if resume is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, resume)
+            # Offset 0 below the log start (retention) is out of range: auto_offset_reset="earliest" moves it to the
+            # start, as seek_to_beginning would, without waiting on the fetch in flight for every partition.
+            self.consumer.seek(tp, 0 if resume is None else resume)
+        self.consumer.resume(*assigned)
         log.info("%s: partitions %s ready in %.1f s", self.stage.name, wanted, time.monotonic() - started)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """A rebalance waits for the batch in hand, then drops the partitions' live objects."""
+    """A rebalance waits for the batch in hand, then drops the partitions' live objects; the new ones are paused
+    until the batch loop has restored them."""
 
     def __init__(self, runner: PartitionedRunner) -> None:
         self.runner = runner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.runner.lock:
-            self.runner.states = {}
-            self.runner.stage.revoked(sorted({tp.partition for tp in revoked}))
+            self.runner._revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         async with self.runner.lock:
-            await self.runner._assign(set(assigned))
+            self.runner._assigned(set(assigned))

@@ -91,6 +91,9 @@ class DeliveryWorker:
         finally:
             for task in self._tasks:
                 task.cancel()
+            # Let every runner stop its consumer (a LeaveGroup: its partitions move at once, not after the session
+            # timeout) before the loop closes.
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.index.stop()
             with contextlib.suppress(Exception):
                 await self.producer.stop()
