@@ -122,7 +122,8 @@ class PartitionedRunner:
                             await self._process(batches)
         finally:
             with contextlib.suppress(Exception):
-                await self.consumer.stop()
+                await self.consumer.stop()  # a LeaveGroup: the group gives our partitions to the others at once
+                log.info("%s: consumer stopped, group left", self.stage.name)
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         by_partition: dict[int, list[ConsumerRecord]] = defaultdict(list)

@@ -90,7 +90,8 @@ class DeliveryWorker:
             await asyncio.gather(*self._tasks)
         finally:
             for task in self._tasks:
-                task.cancel()
+                if not task.done() and not task.cancelling():  # a second cancel would cut its consumer's stop short
+                    task.cancel()
             # Let every runner stop its consumer (a LeaveGroup: its partitions move at once, not after the session
             # timeout) before the loop closes.
             await asyncio.gather(*self._tasks, return_exceptions=True)
