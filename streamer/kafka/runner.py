@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 
 from streamer.kafka.store import MARKER_KEY, PartitionState, marker_value, restore
@@ -56,13 +56,29 @@ class Stage(Protocol):
     async def handle(self, state: PartitionState, records: list[ConsumerRecord]) -> Effects: ...
 
 
+PUBLISH_PATIENCE_S = 300.0  # a broker away for longer than this crashes the worker (a supervisor restarts it)
+
+
 async def publish(producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
-    """Send records and wait until the broker has every one of them (acks=all, idempotent producer)."""
-    futures = [
-        await producer.send(o.topic, o.value, key=o.key, partition=o.partition, headers=list(o.headers) or None)
-        for o in outgoing
-    ]
-    await asyncio.gather(*futures)
+    """Send records and wait until the broker has every one of them (acks=all, idempotent producer).
+
+    A send that times out while the broker restarts (aiokafka gives up after its 40 s request timeout) is tried
+    again, all records of the call in their order: a record the broker did get is then re-sent, byte-identical,
+    which consumers collapse; one it did not get would otherwise cost the worker."""
+    deadline = time.monotonic() + PUBLISH_PATIENCE_S
+    while True:
+        try:
+            futures = [
+                await producer.send(o.topic, o.value, key=o.key, partition=o.partition, headers=list(o.headers) or None)
+                for o in outgoing
+            ]
+            await asyncio.gather(*futures)
+            return
+        except (KafkaTimeoutError, KafkaConnectionError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("publishing %d records failed (%s); sending them again", len(outgoing), exc)
+            await asyncio.sleep(1.0)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ class DeliveryWorker:
             **client_kwargs,
         )
         self.runners: list[PartitionedRunner] = []
-        self._tasks: list[asyncio.Future[Any]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
 
     def _runner(self, stage: Stage) -> PartitionedRunner:
         return PartitionedRunner(
@@ -85,7 +85,7 @@ class DeliveryWorker:
 
         jobs = [r.run() for r in self.runners]
         jobs += [pipeline_runner.every(TICK_EVERY_S, tick), self._report_counts()]
-        self._tasks = [asyncio.ensure_future(job) for job in jobs]
+        self._tasks = [asyncio.create_task(job) for job in jobs]
         try:
             await asyncio.gather(*self._tasks)
         finally:
