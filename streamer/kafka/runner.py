@@ -146,8 +146,10 @@ class PartitionedRunner:
         for tp, records in batches.items():
             if tp.partition in self.states:  # a batch fetched before a revocation is not ours any more
                 by_partition[tp.partition] += records
-        effects = {p: await self.stage.handle(self.states[p], recs) for p, recs in by_partition.items()}
-        await self.commit(effects, by_partition)
+        # One partition at a time, each made durable before the next is computed: after a restart the first
+        # outputs come after one partition's share of the catch-up, not after every partition's.
+        for p, recs in by_partition.items():
+            await self.commit({p: await self.stage.handle(self.states[p], recs)}, {p: recs})
 
     async def commit(self, effects: dict[int, Effects], records: dict[int, list[ConsumerRecord]] | None = None) -> None:
         """Publish the outputs, then the states and markers, then commit; records may be empty (timers)."""
