@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -240,6 +241,10 @@ def main() -> int:
     from streamer.kafka.devbroker import LocalKafka, down, up
 
     broker = LocalKafka(name=f"chaos-{args.port}", port=args.port, controller_port=args.port + 1)
+    # A fresh broker for every run: with the topics of earlier runs kept, each restart recovered hundreds of
+    # partitions that this run never uses.
+    down(broker)
+    shutil.rmtree(broker.data, ignore_errors=True)
     bootstrap = up(broker)
     prefix = f"chaos{int(time.time())}."
     settings = Settings(
