@@ -61,7 +61,7 @@ def _none_to_nan(a: Sequence[float | None] | None) -> np.ndarray:
 
 
 def _hidden(st: dict[str, Any]) -> np.ndarray | None:
-    return None if st.get("h") is None else np.asarray(st["h"], dtype=np.float32)
+    return None if st.get("h") is None else np.asarray(st["h"], dtype=np.float64)
 
 
 class _Adapter:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 
 from streamer.kafka.produce import send_all
@@ -74,9 +75,25 @@ class CheckpointingStage(Stage, Protocol):
         ...
 
 
+PUBLISH_PATIENCE_S = 300.0  # a broker away for longer than this crashes the worker (a supervisor restarts it)
+
+
 async def publish(producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
-    """Send records and wait until the broker has every one of them (acks=all, idempotent producer)."""
-    await asyncio.gather(*await send_all(producer, outgoing))
+    """Send records and wait until the broker has every one of them (acks=all, idempotent producer).
+
+    A send that times out while the broker restarts (aiokafka gives up after its 40 s request timeout) is tried
+    again, all records of the call in their order: a record the broker did get is then re-sent, byte-identical,
+    which consumers collapse; one it did not get would otherwise cost the worker."""
+    deadline = time.monotonic() + PUBLISH_PATIENCE_S
+    while True:
+        try:
+            await asyncio.gather(*await send_all(producer, outgoing))
+            return
+        except (KafkaTimeoutError, KafkaConnectionError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("publishing %d records failed (%s); sending them again", len(outgoing), exc)
+            await asyncio.sleep(1.0)
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,10 @@ class PartitionedRunner:
         self.lock = asyncio.Lock()  # the batch loop, the rebalance listener and timers take turns
         self.states: dict[int, PartitionState] = {}
         self.uncommitted: dict[TopicPartition, int] = {}  # handled offsets + 1, for the next commit_offsets
+        self.pending: set[TopicPartition] | None = None  # assigned, paused, not yet restored (maybe none)
+        # Bumped by every revocation and assignment: a batch fetched before one is dropped, not processed (its
+        # records come again from the restored marker + 1).
+        self.generation = 0
         self.consumer = AIOKafkaConsumer(
             group_id=group_id,
             enable_auto_commit=False,
@@ -123,24 +144,32 @@ class PartitionedRunner:
         self.consumer.subscribe(self.stage.topics, listener=_Listener(self))
         try:
             while True:
+                if self.pending is not None:
+                    async with self.lock:
+                        await self._restore_pending()
+                generation = self.generation
                 batches = await self.consumer.getmany(timeout_ms=200)
                 if batches:
                     async with self.lock:
-                        await self._process(batches)
+                        if generation == self.generation:
+                            await self._process(batches)
         finally:
             with contextlib.suppress(Exception):
                 async with self.lock:
                     await self.checkpoint_all()
             with contextlib.suppress(Exception):
-                await self.consumer.stop()
+                await self.consumer.stop()  # a LeaveGroup: the group gives our partitions to the others at once
+                log.info("%s: consumer stopped, group left", self.stage.name)
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         by_partition: dict[int, list[ConsumerRecord]] = defaultdict(list)
         for tp, records in batches.items():
             if tp.partition in self.states:  # a batch fetched before a revocation is not ours any more
                 by_partition[tp.partition] += records
-        effects = {p: await self.stage.handle(self.states[p], recs) for p, recs in by_partition.items()}
-        await self.commit(effects, by_partition)
+        # One partition at a time, each made durable before the next is computed: after a restart the first
+        # outputs come after one partition's share of the catch-up, not after every partition's.
+        for p, recs in by_partition.items():
+            await self.commit({p: await self.stage.handle(self.states[p], recs)}, {p: recs})
 
     async def commit(self, effects: dict[int, Effects], records: dict[int, list[ConsumerRecord]] | None = None) -> None:
         """Publish the outputs, then the states and markers, then commit; records may be empty (timers)."""
@@ -222,23 +251,44 @@ class PartitionedRunner:
             async with self.lock:
                 await job()
 
-    async def _assign(self, assigned: set[TopicPartition]) -> None:
+    def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """In the assignment callback: nothing slow (no heartbeat is sent until it returns)."""
+        self.generation += 1
+        self.pending = set(assigned)
+        self.consumer.pause(*assigned)
+
+    def _revoked(self, revoked: set[TopicPartition]) -> None:
+        self.generation += 1
+        self.pending = None
+        self.states = {}
+        self.stage.revoked(sorted({tp.partition for tp in revoked}))
+
+    async def _restore_pending(self) -> None:
+        if self.pending is None:  # revoked while the loop waited for the lock
+            return
+        assigned, self.pending = self.pending, None
         wanted = sorted({tp.partition for tp in assigned})
         started = time.monotonic()
-        # Always from the changelog: a partition we held before may have been processed elsewhere since.
-        self.states = await restore(self.changelog, wanted, self.client_kwargs)
+        try:
+            # Always from the changelog: a partition we held before may have been processed elsewhere since.
+            self.states = await restore(self.changelog, wanted, self.client_kwargs)
+        except (KafkaError, OSError) as exc:  # the broker away for a moment: the partitions stay paused, try again
+            log.warning("%s: restoring partitions %s failed (%s); trying again", self.stage.name, wanted, exc)
+            self.pending = assigned
+            return
         self.stage.assigned(self.states)
         for tp in assigned:
             resume = self.states[tp.partition].resume_offset(tp.topic)
-            if resume is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, resume)
+            # Offset 0 below the log start (retention) is out of range: auto_offset_reset="earliest" moves it to the
+            # start, as seek_to_beginning would, without waiting on the fetch in flight for every partition.
+            self.consumer.seek(tp, 0 if resume is None else resume)
+        self.consumer.resume(*assigned)
         log.info("%s: partitions %s ready in %.1f s", self.stage.name, wanted, time.monotonic() - started)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """A rebalance waits for the batch in hand, then drops the partitions' live objects."""
+    """A rebalance waits for the batch in hand, then drops the partitions' live objects; the new ones are paused
+    until the batch loop has restored them."""
 
     def __init__(self, runner: PartitionedRunner) -> None:
         self.runner = runner
@@ -247,9 +297,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self.runner.lock:
             await self.runner.checkpoint_all()
             await self.runner.commit_offsets()  # while the partitions are still ours
-            self.runner.states = {}
-            self.runner.stage.revoked(sorted({tp.partition for tp in revoked}))
+            self.runner._revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         async with self.runner.lock:
-            await self.runner._assign(set(assigned))
+            self.runner._assigned(set(assigned))

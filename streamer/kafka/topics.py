@@ -49,6 +49,15 @@ def internal_topics(settings: Settings) -> dict[str, dict[str, str]]:
     return topics
 
 
+def topic_config(settings: Settings, name: str) -> dict[str, str]:
+    """The configs a topic is created with. With three or more replicas, acks=all must mean two copies
+    (min.insync.replicas=2) and a replica that lags may never become leader and drop acknowledged writes."""
+    config = dict(internal_topics(settings).get(name) or _TOPIC_CONFIGS.get(_role(settings.topics, name), {}))
+    if settings.replication_factor >= 3:
+        config |= {"min.insync.replicas": "2", "unclean.leader.election.enable": "false"}
+    return config
+
+
 def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[str]:
     """Create missing topics (idempotent); return the names that were created.
 
@@ -66,7 +75,7 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
                 name=n,
                 num_partitions=settings.partitions,
                 replication_factor=settings.replication_factor,
-                topic_configs=internal.get(n) or _TOPIC_CONFIGS.get(_role(topics, n), {}),
+                topic_configs=topic_config(settings, n),
             )
             for n in missing
         ]

@@ -94,9 +94,10 @@ class DeliveryWorker:
             await asyncio.gather(*self._tasks)
         finally:
             for task in self._tasks:
-                if not task.done() and not task.cancelling():  # a second cancel would cut their ``finally`` short
+                if not task.done() and not task.cancelling():  # a second cancel would cut its ``finally`` short
                     task.cancel()
-            # Let the runners write their pending states (their ``finally``) while the producer is still up.
+            # Let every runner write its pending states and stop its consumer (a LeaveGroup: its partitions move at
+            # once, not after the session timeout) while the producer is still up.
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.index.stop()
             with contextlib.suppress(Exception):

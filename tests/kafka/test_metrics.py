@@ -35,6 +35,7 @@ def test_models_loaded_only_when_every_checkpoint_loaded(tmp_path) -> None:
 
 
 def test_device_and_state_gauges_follow_the_pipeline() -> None:
+    metrics.state_forgotten()  # the gauges are process-wide: sizes left by other tests' stages do not count
     stage = PipelineStage(Settings(), None, "acks")
     stage.pipelines = {0: Pipeline(Settings(), None), 1: Pipeline(Settings(), None)}  # two owned partitions
     metrics.watch_pipeline(stage.device_count, None)

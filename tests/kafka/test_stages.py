@@ -307,3 +307,17 @@ def test_a_device_that_stopped_before_a_rebalance_is_still_judged_silent_by_its_
     assert "DEVICE_SILENT" in taken_over[1]
     assert taken_over[0], "the last windows were not closed"
     assert taken_over == closing(old, old_state)
+
+
+def test_topics_with_three_replicas_need_two_in_sync_and_no_unclean_leader() -> None:
+    from streamer.kafka.topics import changelog_topic, internal_topics, topic_config
+
+    single = Settings(topic_prefix="u.", app_id="u.app")
+    cluster = Settings(topic_prefix="u.", app_id="u.app", replication_factor=3)
+    names = [*single.topics.all(), *internal_topics(single)]
+    assert all("min.insync.replicas" not in topic_config(single, n) for n in names)  # one broker: 1 of 1
+    for name in names:  # every topic, the changelogs and the internal ack topic included
+        config = topic_config(cluster, name)
+        assert config["min.insync.replicas"] == "2" and config["unclean.leader.election.enable"] == "false", name
+    assert topic_config(cluster, changelog_topic(cluster, "pipeline"))["cleanup.policy"] == "compact"
+    assert topic_config(cluster, cluster.topics.alerts)["cleanup.policy"] == "compact,delete"
