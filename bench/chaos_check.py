@@ -140,6 +140,7 @@ def _windows(want: dict, live: dict, differing: int, last_ms: dict[str, int], en
         "offline": len(want),
         "live": len(live),
         "missing": len(want.keys() - live.keys()),
+        "missing_examples": sorted(map(str, want.keys() - live.keys()))[:5],
         "extra_total": len(live.keys() - want.keys()),
         "extra_before_data_end": len(extra),
         "resent_differing": differing,
