@@ -90,7 +90,7 @@ class IngestStage:
         effects = Effects()
         pending = self.pending.get(state.partition)
         if pending is not None:
-            due = list(pending.pending) if everything else pending.due(self.settings.checkpoint_s)
+            due = pending.select(self.settings.checkpoint_s, everything=everything)
             for device in due:
                 s = self.seen[device]
                 effects.writes[device] = encode_state({"seen": s.tracker.to_state(), "offset": s.offset})

@@ -81,8 +81,8 @@ class PipelineStage:
         """Write the device states that changed ``checkpoint_s`` ago (or all that changed), off the event loop."""
         effects = Effects()
         pending = self.pending.get(state.partition)
-        if pending is not None and pending.pending:
-            due = set(pending.pending) if everything else set(pending.due(self.settings.checkpoint_s))
+        if pending is not None:
+            due = pending.select(self.settings.checkpoint_s, everything=everything)
             if due:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, self._persist, state, {d.decode() for d in due}, effects)
@@ -150,8 +150,7 @@ class PipelineStage:
             await self._one_by_one(state, batch, records, effects)
             return
         effects.outgoing += self._outgoing(out, state.partition)
-        for record in records:
-            self.since_written.setdefault(record.key.decode(), []).append(record)
+        self._remember(records)
         self._report_late(pipeline, {m.device_id for m, _ in batch})
 
     def _report_late(self, pipeline: Pipeline, devices: set[str]) -> None:
@@ -184,9 +183,14 @@ class PipelineStage:
                 rejected = Rejected(ReasonCode.PROCESSING_ERROR, reason, msg.device_id, type(exc).__name__)
                 effects.outgoing.append(to_dlq(self.settings, record, rejected, self.counts))
                 continue
-            self.since_written.setdefault(msg.device_id, []).append(record)
+            self._remember([record])
             effects.outgoing += self._outgoing(out, state.partition)
         self.offsets.update(admitted)
+
+    def _remember(self, records: list[ConsumerRecord]) -> None:
+        """Keep each handled record with its device until the device's state is written (see ``_rebuild``)."""
+        for record in records:
+            self.since_written.setdefault((record.key or b"").decode(), []).append(record)
 
     def _rebuild(self, state: PartitionState, devices: set[str]) -> None:
         """Devices as their stored states plus the records handled since they were written (outputs dropped:
@@ -197,8 +201,7 @@ class PipelineStage:
         replay = sorted((r for d in devices for r in self.since_written.pop(d, ())), key=lambda r: r.offset)
         batch, records = self._admit(state, replay, Effects())
         pipeline.process(batch, None)
-        for record in records:
-            self.since_written.setdefault(record.key.decode(), []).append(record)
+        self._remember(records)
         for device in devices:  # devices new in the failed batch
             if device not in pipeline.devices:
                 self._runtime(state, device, None)

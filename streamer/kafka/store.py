@@ -91,6 +91,10 @@ class Checkpoints:
             due.append(key)
         return due
 
+    def select(self, max_age_s: float, *, everything: bool) -> list[bytes]:
+        """What a checkpoint writes: the keys that are due, or with ``everything`` all that are pending."""
+        return list(self.pending) if everything else self.due(max_age_s)
+
     def written(self, keys: Iterable[bytes]) -> None:
         for key in keys:
             self.pending.pop(key, None)
