@@ -1,0 +1,103 @@
+"""CPU per message of the two Kafka stages' ``handle`` (the real IngestStage and PipelineStage), without a broker.
+
+N devices of ``bench/fleetload.py`` (a 1-s BIDMC PPG chunk and a numerics message per device-second) as aiokafka
+records through ingest, and its forwarded records through the pipeline stage (models on unless ``--no-models``);
+process CPU time after a 12 s warm-up. ``--profile`` runs the executor work inline under cProfile.
+
+    python bench/stage_path.py [--devices 200] [--no-models] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import fleetload  # noqa: E402
+from aiokafka.structs import ConsumerRecord  # noqa: E402
+
+from streamer.config import Settings  # noqa: E402
+from streamer.kafka.agents import IngestStage  # noqa: E402
+from streamer.kafka.pipeline_stage import PipelineStage  # noqa: E402
+from streamer.kafka.store import PartitionState  # noqa: E402
+from streamer.offline.analyze import default_inference  # noqa: E402
+
+WARMUP_S, CUT = 12, 500
+
+
+def _records(topic: str, first: int, ts: int, pairs: list[tuple[bytes | None, bytes]], headers=()) -> list:
+    return [
+        ConsumerRecord(topic, 0, first + i, ts, 0, k, v, None, 0, len(v), list(headers))
+        for i, (k, v) in enumerate(pairs)
+    ]
+
+
+async def _run(devices: int, seconds: int, models: bool, inline: bool) -> dict[str, float]:
+    if inline:  # cProfile sees only this thread: run the executor work here
+
+        async def direct(_executor, fn, *args):  # type: ignore[no-untyped-def]
+            return fn(*args)
+
+        asyncio.get_running_loop().run_in_executor = direct  # type: ignore[method-assign]
+    s = Settings(topic_prefix="b.", app_id="b.app")
+    templates = fleetload.load_templates(seconds + 5)
+    t0 = int(time.time() * 1000) - (seconds + 5) * 1000
+    ingest = IngestStage(s)
+    pipeline = PipelineStage(s, default_inference(s) if models else None, "b.app-acks-by-device")
+    si, sp = PartitionState(0), PartitionState(0)
+    ingest.assigned({0: si})
+    pipeline.assigned({0: sp})
+    offsets, cost, n = [0, 0], {"ingest": 0.0, "pipeline": 0.0}, 0
+    for sec in range(seconds):
+        ts = t0 + sec * 1000
+        pairs = [m for d in range(devices) for m in fleetload.device_messages(templates, d, sec, ts)]
+        recs = _records(s.topics.telemetry, offsets[0], ts, pairs)
+        offsets[0] += len(recs)
+        a = time.process_time()
+        forwarded = []
+        for i in range(0, len(recs), CUT):
+            forwarded += (await ingest.handle(si, recs[i : i + CUT])).outgoing
+        b = time.process_time()
+        valid = [o for o in forwarded if o.topic == s.topics.telemetry_valid]
+        vrecs = [_records(o.topic, offsets[1] + i, ts, [(o.key, o.value)], o.headers)[0] for i, o in enumerate(valid)]
+        offsets[1] += len(vrecs)
+        c = time.process_time()
+        for i in range(0, len(vrecs), CUT):
+            await pipeline.handle(sp, vrecs[i : i + CUT])
+        await pipeline.checkpoint(sp, everything=False)
+        d = time.process_time()
+        if sec >= WARMUP_S:
+            cost["ingest"] += b - a
+            cost["pipeline"] += d - c
+            n += len(recs)
+    return {k: round(v / n * 1e6, 1) for k, v in cost.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--no-models", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    job = _run(args.devices, args.seconds, not args.no_models, args.profile)
+    if args.profile:
+        prof = cProfile.Profile()
+        us = prof.runcall(asyncio.run, job)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(35)
+    else:
+        us = asyncio.run(job)
+    print({"us_per_msg": us, "devices": args.devices, "load_avg": os.getloadavg()})
+
+
+if __name__ == "__main__":
+    main()
