@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from models import checkpoint
+from streamer.inference import kernel
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Predictor:
         self.model = ckpt.model.to(self.device, dtype=torch.float64).eval()
         self.name, self.version, self.meta = ckpt.name, ckpt.version, ckpt.meta
         self.config = ckpt.model.config
+        # On the CPU every device is stepped alone by a fixed-order kernel (streamer.inference.kernel), so its
+        # outputs do not depend on the batch at all and a replay re-sends the same bytes; CUDA keeps the batched
+        # torch path, whose cuBLAS results may still move in the last bits with the batch shape.
+        self.weights = kernel.KernelWeights.of(self.model) if self.device.type == "cpu" else None
 
     @classmethod
     def load(cls, name: str, weights_dir: Path | None = None, device: str = "auto") -> Predictor:
@@ -65,6 +70,13 @@ class Predictor:
         if not requests:
             return []
         cfg = self.config
+        if self.weights is not None:
+            hs = np.zeros((len(requests), cfg.n_layers, cfg.n_hidden), dtype=np.float64)
+            for i, r in enumerate(requests):
+                if r.h is not None:
+                    hs[i] = r.h
+            outs, h_next = kernel.step_rows(self.weights, [r.x for r in requests], hs)
+            return [StepResult(r.key, outs[i], h_next[i], self.name, self.version) for i, r in enumerate(requests)]
         lengths = torch.tensor([len(r.x) for r in requests])
         t_max = max(int(lengths.max()), 1)
         x = np.zeros((len(requests), t_max, cfg.n_inputs), dtype=np.float64)  # (B, T, C)
