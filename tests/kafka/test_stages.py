@@ -321,3 +321,19 @@ def test_topics_with_three_replicas_need_two_in_sync_and_no_unclean_leader() -> 
         assert config["min.insync.replicas"] == "2" and config["unclean.leader.election.enable"] == "false", name
     assert topic_config(cluster, changelog_topic(cluster, "pipeline"))["cleanup.policy"] == "compact"
     assert topic_config(cluster, cluster.topics.alerts)["cleanup.policy"] == "compact,delete"
+
+
+def test_worker_takes_startup_objects_out_of_the_collector() -> None:
+    """Full collections over torch's, numba's and pydantic's objects cost 325 ms pauses on the batch thread."""
+    import gc
+
+    from streamer.kafka.worker import GC_THRESHOLDS, settle_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() > 10_000  # the imported libraries at least
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
