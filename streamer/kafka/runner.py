@@ -270,19 +270,12 @@ class PartitionedRunner:
             return False
         return state.handled(topic) + 1 >= end
 
-    async def every(
-        self, interval_s: float, job: Callable[[], Awaitable[None]], *, changes_state: bool = False
-    ) -> None:
-        """Run ``job`` under the lock every ``interval_s`` (timers of the stage).
-
-        ``changes_state``: the job moves live states before it publishes (the pipeline's tick), so a cancellation in
-        the middle counts as an interrupted batch. Commits and checkpoints do not: a half-written checkpoint leaves
-        the marker where it was, and the states carry their own offsets.
-        """
+    async def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` under the lock every ``interval_s`` (timers of the stage)."""
         while True:
             await asyncio.sleep(interval_s)
             async with self.lock:
-                await (self._guarded(job()) if changes_state else job())
+                await self._guarded(job())
 
     def _assigned(self, assigned: set[TopicPartition]) -> None:
         """In the assignment callback: nothing slow (no heartbeat is sent until it returns)."""

@@ -105,7 +105,7 @@ class DeliveryWorker:
                 await pipeline_runner.commit(effects)
 
         jobs = [r.run() for r in self.runners]
-        jobs += [pipeline_runner.every(TICK_EVERY_S, tick, changes_state=True), self._report_counts()]
+        jobs += [pipeline_runner.every(TICK_EVERY_S, tick), self._report_counts()]
         jobs += [r.every(CHECKPOINT_EVERY_S, r.checkpoint_due) for r in (ingest_runner, pipeline_runner)]
         jobs += [r.every(COMMIT_EVERY_S, r.commit_offsets) for r in self.runners]
         self._tasks = [asyncio.create_task(job) for job in jobs]

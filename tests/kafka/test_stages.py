@@ -365,7 +365,7 @@ def test_a_stop_in_the_middle_of_a_batch_writes_no_states_so_nothing_is_skipped(
             started.set()
             await asyncio.sleep(3600)
 
-        task = asyncio.create_task(runner.every(0.0 if cancel_mid_job else 3600, job, changes_state=True))
+        task = asyncio.create_task(runner.every(0.0 if cancel_mid_job else 3600, job))
         if cancel_mid_job:
             await started.wait()
         else:
@@ -379,36 +379,3 @@ def test_a_stop_in_the_middle_of_a_batch_writes_no_states_so_nothing_is_skipped(
 
     assert asyncio.run(scenario(cancel_mid_job=True)) == 0
     assert asyncio.run(scenario(cancel_mid_job=False)) == 1  # stopped between batches: everything is written
-
-
-def test_a_stop_during_an_offset_commit_still_writes_every_state() -> None:
-    """A clean stop must repeat nothing (a restart re-sending windows failed the restart broker test): timers that
-    only commit offsets or write checkpoints do not count as interrupted batches."""
-    from streamer.kafka.runner import PartitionedRunner
-
-    class Stage:
-        name, topics, checkpoints = "probe", ["t"], 0
-
-        async def checkpoint(self, state: PartitionState, *, everything: bool) -> Effects:
-            Stage.checkpoints += 1
-            return Effects()
-
-    async def scenario() -> None:
-        runner = PartitionedRunner(Stage(), group_id="g", changelog="c", producer=None, client_kwargs={})  # type: ignore[arg-type]
-        runner.states = {0: PartitionState(0)}
-        started = asyncio.Event()
-
-        async def commit_offsets() -> None:
-            started.set()
-            await asyncio.sleep(3600)
-
-        task = asyncio.create_task(runner.every(0.0, commit_offsets))
-        await started.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        async with runner.lock:
-            await runner._stopping()
-
-    asyncio.run(scenario())
-    assert Stage.checkpoints == 1
