@@ -127,9 +127,6 @@ class PartitionedRunner:
         # Bumped by every revocation and assignment: a batch fetched before one is dropped, not processed (its
         # records come again from the restored marker + 1).
         self.generation = 0
-        # Set when a batch or a timer job was cancelled half-way (a SIGTERM): the live states may then reflect input
-        # whose outputs were never published, so they must not be written on the way out (see ``_stopping``).
-        self.interrupted = False
         self.consumer = AIOKafkaConsumer(
             group_id=group_id,
             enable_auto_commit=False,
@@ -155,37 +152,14 @@ class PartitionedRunner:
                 if batches:
                     async with self.lock:
                         if generation == self.generation:
-                            await self._guarded(self._process(batches))
+                            await self._process(batches)
         finally:
             with contextlib.suppress(Exception):
                 async with self.lock:
-                    await self._stopping()
+                    await self.checkpoint_all()
             with contextlib.suppress(Exception):
                 await self.consumer.stop()  # a LeaveGroup: the group gives our partitions to the others at once
                 log.info("%s: consumer stopped, group left", self.stage.name)
-
-    async def _guarded(self, work: Awaitable[None]) -> None:
-        """Run work that changes live states and then publishes; a cancellation in between marks them unwritable."""
-        try:
-            await work
-        except asyncio.CancelledError:
-            self.interrupted = True
-            raise
-
-    async def _stopping(self) -> None:
-        """On the way out: write every pending state, unless a cancelled batch left them ahead of the outputs.
-
-        A SIGTERM that cancels a batch after its states changed but before its outputs were acknowledged (or leaves
-        its executor thread still running) must not checkpoint them: the marker would move past input whose features
-        were never published (a lost window, seen once in about six short chaos runs). The stored states and marker
-        are consistent, so the next owner replays from them, as after a kill -9.
-        """
-        if self.interrupted:
-            log.warning(
-                "%s: stopped in the middle of a batch; states not written, the next owner replays", self.stage.name
-            )
-            return
-        await self.checkpoint_all()
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         by_partition: dict[int, list[ConsumerRecord]] = defaultdict(list)
@@ -275,7 +249,7 @@ class PartitionedRunner:
         while True:
             await asyncio.sleep(interval_s)
             async with self.lock:
-                await self._guarded(job())
+                await job()
 
     def _assigned(self, assigned: set[TopicPartition]) -> None:
         """In the assignment callback: nothing slow (no heartbeat is sent until it returns)."""
