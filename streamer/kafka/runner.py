@@ -9,7 +9,7 @@ into the same bytes. On assignment a partition's changelog is read back and the 
 A stage may keep key states in memory for a while (``Stage.replay_from`` names the oldest input they need): the
 marker then stays below that input, so a crash repeats a few seconds of input instead of losing it. On a
 revocation the runner asks the stage to write everything first (``Stage.checkpoint``), so a rebalance repeats
-nothing.
+nothing. A stop lets the batch or timer in hand finish before that last write (``PartitionedRunner.exclusive``).
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ class ConsumerTimings:
     rebalance_timeout_ms: int = 30_000
     max_poll_records: int = 500
     revoke_checkpoint_s: float = 10.0  # writing the states on a revocation: past this, the next owner replays
+    stop_patience_s: float = 30.0  # a stop waits this long for the batch or timer in hand to finish
 
 
 class PartitionedRunner:
@@ -127,6 +128,8 @@ class PartitionedRunner:
         # Bumped by every revocation and assignment: a batch fetched before one is dropped, not processed (its
         # records come again from the restored marker + 1).
         self.generation = 0
+        self.inflight: set[asyncio.Task[None]] = set()  # jobs under the lock; a stop lets them finish (``exclusive``)
+        self.broken = False  # a job failed half-way: the live states must not be written any more
         self.consumer = AIOKafkaConsumer(
             group_id=group_id,
             enable_auto_commit=False,
@@ -145,21 +148,70 @@ class PartitionedRunner:
         try:
             while True:
                 if self.pending is not None:
-                    async with self.lock:
-                        await self._restore_pending()
+                    await self.exclusive(self._restore_pending)
                 generation = self.generation
                 batches = await self.consumer.getmany(timeout_ms=200)
                 if batches:
-                    async with self.lock:
+
+                    async def process(generation: int = generation, batches: Any = batches) -> None:
                         if generation == self.generation:
                             await self._process(batches)
+
+                    await self.exclusive(process)
         finally:
-            with contextlib.suppress(Exception):
-                async with self.lock:
-                    await self.checkpoint_all()
+            if await self._settle() and not self.broken:
+                with contextlib.suppress(Exception):
+                    async with self.lock:
+                        await self.checkpoint_all()
             with contextlib.suppress(Exception):
                 await self.consumer.stop()  # a LeaveGroup: the group gives our partitions to the others at once
                 log.info("%s: consumer stopped, group left", self.stage.name)
+
+    async def exclusive(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` under the lock, to its end even when the caller is cancelled (a stop).
+
+        A batch or timer cut half-way may have moved live key states past outputs it never published; the final
+        checkpoint would make those states durable and a replay would then skip their inputs (a feature window
+        lost: the short chaos test's rare miss). So a cancellation only stops the caller from waiting; the stop
+        (``_settle``) waits for the job, and writes the states only once every job has finished. A job that
+        failed (or was cut after all) leaves ``broken`` set: then nothing is written and the next owner replays."""
+
+        async def locked() -> None:
+            async with self.lock:
+                try:
+                    await job()
+                except BaseException:  # its outputs may be unpublished while the live states moved on
+                    self.broken = True
+                    raise
+
+        task = asyncio.ensure_future(locked())
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(self._report_unawaited)  # nobody waits for its outcome any more
+            raise
+
+    def _report_unawaited(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: a job failed after its caller stopped waiting", self.stage.name, exc_info=task.exception())
+
+    async def _settle(self) -> bool:
+        """Wait for the jobs in hand; whether they all finished (only then may the live states be written)."""
+        if not self.inflight:
+            return True
+        _, late = await asyncio.wait(set(self.inflight), timeout=self.timings.stop_patience_s)
+        if late:
+            log.warning(
+                "%s: %d jobs still running at the stop; states not written, the next owner replays",
+                self.stage.name,
+                len(late),
+            )
+            for task in late:
+                task.cancel()
+            return False
+        return True
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         by_partition: dict[int, list[ConsumerRecord]] = defaultdict(list)
@@ -206,7 +258,7 @@ class PartitionedRunner:
     async def checkpoint_all(self) -> None:
         """Write every pending key state of every owned partition (a revocation or a shutdown is coming)."""
         stage = self.stage
-        if not hasattr(stage, "checkpoint") or not self.states:
+        if not hasattr(stage, "checkpoint") or not self.states or self.broken:
             return
         try:
             async with asyncio.timeout(self.timings.revoke_checkpoint_s):
@@ -245,11 +297,10 @@ class PartitionedRunner:
         return state.handled(topic) + 1 >= end
 
     async def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
-        """Run ``job`` under the lock every ``interval_s`` (timers of the stage)."""
+        """Run ``job`` under the lock every ``interval_s`` (timers of the stage; a stop lets a run finish)."""
         while True:
             await asyncio.sleep(interval_s)
-            async with self.lock:
-                await job()
+            await self.exclusive(job)
 
     def _assigned(self, assigned: set[TopicPartition]) -> None:
         """In the assignment callback: nothing slow (no heartbeat is sent until it returns)."""
