@@ -61,9 +61,15 @@ def _summary(batch: int, steps_per_call: int, times: np.ndarray) -> dict[str, An
     }
 
 
-def bench_device(device: torch.device, budget_s: float, window_beats: int) -> dict[str, Any]:
+def bench_device(
+    device: torch.device, budget_s: float, window_beats: int, *, torch_on_cpu: bool = False
+) -> dict[str, Any]:
+    """One device's sweep; on CPU the service steps the numba kernel (``streamer/inference/kernel.py``), and
+    ``torch_on_cpu`` measures torch's own GRU instead (what the kernel replaced), for the ratio."""
     ckpt = _checkpoint()
     predictor = Predictor(ckpt, device)
+    if torch_on_cpu:
+        predictor.weights = None  # Predictor.step_batch then runs the torch module
     cfg = predictor.config
     rng = np.random.default_rng(0)
     rows = []
@@ -92,7 +98,8 @@ def bench_device(device: torch.device, budget_s: float, window_beats: int) -> di
     recompute = _summary(batch, 1, _time_calls(lambda: batcher.infer_batch(window), 5, budget_s))
     stateful = _summary(batch, 1, _time_calls(lambda: batcher.infer_batch(step), 5, budget_s))
     return {
-        "device": str(device),
+        "device": str(device)
+        + (" (torch GRU)" if torch_on_cpu else " (kernel)" if predictor.weights is not None else ""),
         "batch_sweep": rows,
         "stateful_vs_recompute": {
             "batch_size": batch,
@@ -158,6 +165,12 @@ def main() -> int:
         "config": ckpt.model.config.to_dict(),
         "machine": machine(),
         "runs": [bench_device(d, args.budget_s, window_beats=32) for d in devices],
+    }
+    torch_cpu = bench_device(torch.device("cpu"), args.budget_s, window_beats=32, torch_on_cpu=True)
+    result["runs"].insert(1, torch_cpu)
+    result["cpu_kernel_vs_torch_throughput"] = {
+        str(r["batch_size"]): round(k["device_steps_per_s"] / r["device_steps_per_s"], 2)
+        for k, r in zip(result["runs"][0]["batch_sweep"], torch_cpu["batch_sweep"], strict=True)
     }
     cpu = result["runs"][0]["batch_sweep"]
     result["cpu_best_vs_batch1_throughput"] = round(

@@ -2,9 +2,11 @@
 
 N devices of ``bench/fleetload.py`` (a 1-s BIDMC PPG chunk and a numerics message per device-second) as aiokafka
 records through ingest, and its forwarded records through the pipeline stage (models on unless ``--no-models``);
-process CPU time after a 12 s warm-up. ``--profile`` runs the executor work inline under cProfile.
+process CPU time after a 12 s warm-up, and the share of it in the garbage collector (``gc.callbacks``).
+``--profile`` runs the executor work inline under cProfile; ``--gc settled`` first does what the worker does at its
+start (``settle_garbage_collector``: startup objects frozen, higher thresholds), for the ratio against ``default``.
 
-    python bench/stage_path.py [--devices 200] [--no-models] [--profile]
+    python bench/stage_path.py [--devices 200] [--no-models] [--profile] [--gc default|settled]
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
 import sys
@@ -29,6 +32,7 @@ from streamer.config import Settings  # noqa: E402
 from streamer.kafka.agents import IngestStage  # noqa: E402
 from streamer.kafka.pipeline_stage import PipelineStage  # noqa: E402
 from streamer.kafka.store import PartitionState  # noqa: E402
+from streamer.kafka.worker import settle_garbage_collector  # noqa: E402
 from streamer.offline.analyze import default_inference  # noqa: E402
 
 WARMUP_S, CUT = 12, 500
@@ -41,8 +45,22 @@ def _records(topic: str, first: int, ts: int, pairs: list[tuple[bytes | None, by
     ]
 
 
+class _GcClock:
+    """Wall time spent in collections (single-threaded here but for the executor's own collections)."""
+
+    def __init__(self) -> None:
+        self.total_s, self._start, self.on = 0.0, 0.0, False
+        gc.callbacks.append(self)
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        elif self.on:
+            self.total_s += time.perf_counter() - self._start
+
+
 async def _run(
-    devices: int, seconds: int, models: bool, inline: bool, prof: cProfile.Profile | None = None
+    devices: int, seconds: int, models: bool, inline: bool, prof: cProfile.Profile | None = None, settled: bool = False
 ) -> dict[str, float]:
     if inline:  # cProfile sees only this thread: run the executor work here
 
@@ -58,9 +76,13 @@ async def _run(
     si, sp = PartitionState(0), PartitionState(0)
     ingest.assigned({0: si})
     pipeline.assigned({0: sp})
+    if settled:
+        settle_garbage_collector()
+    clock = _GcClock()
     offsets, cost, n = [0, 0], {"ingest": 0.0, "pipeline": 0.0}, 0
     for sec in range(seconds):
         ts = t0 + sec * 1000
+        clock.on = sec >= WARMUP_S
         if prof is not None and sec == WARMUP_S:
             prof.enable()  # the timed seconds only: not the recordings' loading nor the warm-up
         pairs = [m for d in range(devices) for m in fleetload.device_messages(templates, d, sec, ts)]
@@ -83,6 +105,7 @@ async def _run(
             cost["ingest"] += b - a
             cost["pipeline"] += d - c
             n += len(recs)
+    cost["of_which_gc"] = clock.total_s
     return {k: round(v / n * 1e6, 1) for k, v in cost.items()}
 
 
@@ -92,14 +115,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--no-models", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--gc", choices=("default", "settled"), default="settled", help="collector as the worker sets it"
+    )
     parser.add_argument("--sort", default="tottime", help="pstats order for --profile (tottime, cumulative)")
     args = parser.parse_args()
     prof = cProfile.Profile() if args.profile else None
-    us = asyncio.run(_run(args.devices, args.seconds, not args.no_models, args.profile, prof))
+    us = asyncio.run(_run(args.devices, args.seconds, not args.no_models, args.profile, prof, args.gc == "settled"))
     if prof is not None:
         prof.disable()
         pstats.Stats(prof).sort_stats(args.sort).print_stats(45)
-    print({"us_per_msg": us, "devices": args.devices, "load_avg": os.getloadavg()})
+    print({"us_per_msg": us, "gc": args.gc, "devices": args.devices, "load_avg": os.getloadavg()})
 
 
 if __name__ == "__main__":

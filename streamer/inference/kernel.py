@@ -47,8 +47,8 @@ class KernelWeights:
         gru = net.gru
         ih = [getattr(gru, f"weight_ih_l{k}") for k in range(cfg.n_layers)]
         hh = [getattr(gru, f"weight_hh_l{k}") for k in range(cfg.n_layers)]
-        ih_t = np.stack([f64(w).T for w in ih]).copy()
-        hh_t = np.stack([f64(w).T for w in hh]).copy()
+        ih_t = np.stack([f64(w).T for w in ih])  # a new C-contiguous array
+        hh_t = np.stack([f64(w).T for w in hh])
         return cls(
             proj_t=f64(net.proj.weight).T.copy(),
             proj_b=f64(net.proj.bias),
