@@ -103,6 +103,7 @@ class ConsumerTimings:
     rebalance_timeout_ms: int = 30_000
     max_poll_records: int = 500
     revoke_checkpoint_s: float = 10.0  # writing the states on a revocation: past this, the next owner replays
+    commit_timeout_s: float = 3.0  # a group offset commit (monitoring only) given up after this
     stop_patience_s: float = 30.0  # a stop waits this long for the batch or timer in hand to finish
 
 
@@ -267,11 +268,17 @@ class PartitionedRunner:
             log.warning("%s: states not written before the revocation (%s); the next owner replays", stage.name, exc)
 
     async def commit_offsets(self) -> None:
-        """Commit what is handled (a timer; informational only: a failed commit changes nothing)."""
+        """Commit what is handled (a timer; informational only: a failed commit changes nothing).
+
+        Bounded, and not under the lock: aiokafka retries a commit for as long as the group coordinator is
+        unavailable or still loading (after a broker restart, for tens of seconds), and a commit held under the
+        lock stopped the batch loop for as long (the chaos suite's 20-40 s without output after a broker restart).
+        A commit that times out is dropped: the next one carries newer offsets."""
         offsets, self.uncommitted = self.uncommitted, {}
         if offsets:
             with contextlib.suppress(Exception):
-                await self.consumer.commit(offsets)
+                async with asyncio.timeout(self.timings.commit_timeout_s):
+                    await self.consumer.commit(offsets)
 
     async def caught_up(self, partition: int) -> bool:
         """Whether the stage's first input topic is read to its known end on ``partition``."""
@@ -296,11 +303,15 @@ class PartitionedRunner:
             return False
         return state.handled(topic) + 1 >= end
 
-    async def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
-        """Run ``job`` under the lock every ``interval_s`` (timers of the stage; a stop lets a run finish)."""
+    async def every(self, interval_s: float, job: Callable[[], Awaitable[None]], *, locked: bool = True) -> None:
+        """Run ``job`` every ``interval_s``: under the lock (timers of the stage; a stop lets a run finish), or
+        beside the batch loop when it touches no state (``locked=False``: the offset commits)."""
         while True:
             await asyncio.sleep(interval_s)
-            await self.exclusive(job)
+            if locked:
+                await self.exclusive(job)
+            else:
+                await job()
 
     def _assigned(self, assigned: set[TopicPartition]) -> None:
         """In the assignment callback: nothing slow (no heartbeat is sent until it returns)."""

@@ -107,7 +107,7 @@ class DeliveryWorker:
         jobs = [r.run() for r in self.runners]
         jobs += [pipeline_runner.every(TICK_EVERY_S, tick), self._report_counts()]
         jobs += [r.every(CHECKPOINT_EVERY_S, r.checkpoint_due) for r in (ingest_runner, pipeline_runner)]
-        jobs += [r.every(COMMIT_EVERY_S, r.commit_offsets) for r in self.runners]
+        jobs += [r.every(COMMIT_EVERY_S, r.commit_offsets, locked=False) for r in self.runners]
         self._tasks = [asyncio.create_task(job) for job in jobs]
         try:
             await asyncio.gather(*self._tasks)

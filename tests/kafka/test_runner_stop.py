@@ -100,3 +100,35 @@ def test_a_job_that_outlasts_the_stop_patience_is_cut_and_nothing_is_written() -
         return finished, runner.broken
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_an_offset_commit_that_hangs_is_given_up_and_never_holds_the_batch_loop() -> None:
+    """aiokafka retries a commit while the group coordinator loads (after a broker restart): for tens of seconds
+    the pipeline published nothing while the commit timer held the lock."""
+
+    async def scenario() -> tuple[float, bool]:
+        runner = _runner(_Stage())
+        runner.timings = ConsumerTimings(commit_timeout_s=0.1)
+        coordinator_back = asyncio.Event()
+
+        async def commit(offsets: object) -> None:
+            await coordinator_back.wait()
+
+        runner.consumer.commit = commit  # type: ignore[method-assign]
+        runner.uncommitted = {object(): 5}  # type: ignore[dict-item]
+        timer = asyncio.ensure_future(runner.every(0.01, runner.commit_offsets, locked=False))
+        await asyncio.sleep(0.05)  # the commit is hanging now
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(runner.exclusive(_noop), 1.0)  # a batch gets the lock meanwhile
+        took = asyncio.get_running_loop().time() - started
+        runner.uncommitted = {object(): 6}  # type: ignore[dict-item]
+        await asyncio.sleep(0.3)
+        timer.cancel()
+        return took, not runner.uncommitted  # the hung commit was given up: the next one took the new offsets
+
+    took, retried = asyncio.run(scenario())
+    assert took < 0.05 and retried
+
+
+async def _noop() -> None:
+    return None
