@@ -236,6 +236,9 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=4, help="devices per recording (fan-out)")
     parser.add_argument("--minutes", type=float, default=30.0, help="device minutes of each recording (at most)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--plan", nargs="+", help=f"faults in order instead of the full plan (of {sorted(set(FULL_PLAN))})"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "chaos.json")
     args = parser.parse_args()
     from streamer.kafka.devbroker import LocalKafka, down, up
@@ -255,7 +258,7 @@ def main() -> int:
     else:
         rng = random.Random(args.seed)
         inputs = inject(fan_out(recording_inputs(args.minutes), args.devices), rng, duplicates=100, malformed=30)
-        plan = FULL_PLAN
+        plan = args.plan or FULL_PLAN
     try:
         result = suite(
             settings, inputs, plan, REPO / "var" / "chaos" / prefix.rstrip("."), seed=args.seed, broker=broker
