@@ -32,7 +32,7 @@ from streamer.config import Settings  # noqa: E402
 from streamer.kafka.agents import IngestStage  # noqa: E402
 from streamer.kafka.pipeline_stage import PipelineStage  # noqa: E402
 from streamer.kafka.store import PartitionState  # noqa: E402
-from streamer.kafka.worker import settle_garbage_collector  # noqa: E402
+from streamer.kafka.worker import compile_kernels, settle_garbage_collector  # noqa: E402
 from streamer.offline.analyze import default_inference  # noqa: E402
 
 WARMUP_S, CUT = 12, 500
@@ -76,6 +76,7 @@ async def _run(
     si, sp = PartitionState(0), PartitionState(0)
     ingest.assigned({0: si})
     pipeline.assigned({0: sp})
+    compile_kernels()  # as the worker does: in a fresh checkout the first windows would compile them (~12 s)
     if settled:
         settle_garbage_collector()
     clock = _GcClock()

@@ -56,6 +56,9 @@ class Predictor:
         # outputs do not depend on the batch at all and a replay re-sends the same bytes; CUDA keeps the batched
         # torch path, whose cuBLAS results may still move in the last bits with the batch shape.
         self.weights = kernel.KernelWeights.of(self.model) if self.device.type == "cpu" else None
+        if self.weights is not None:  # compile (or load from numba's cache) now, not inside the first batch
+            cfg = self.config
+            kernel.step_rows(self.weights, [np.zeros((1, cfg.n_inputs))], np.zeros((1, cfg.n_layers, cfg.n_hidden)))
 
     @classmethod
     def load(cls, name: str, weights_dir: Path | None = None, device: str = "auto") -> Predictor:

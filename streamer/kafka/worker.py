@@ -10,17 +10,20 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from streamer.config import Settings
+from streamer.features import kernels
 from streamer.kafka import metrics
 from streamer.kafka.acks import AckRouter, AlertIndex
 from streamer.kafka.agents import DLQ_LOG, IngestStage
 from streamer.kafka.pipeline_stage import PipelineStage
 from streamer.kafka.runner import PartitionedRunner, Stage
 from streamer.kafka.topics import acks_by_device_topic, changelog_topic
+from streamer.signals import ppg_beats
 
 log = logging.getLogger(__name__)
 COUNTS_EVERY_S = 10.0
@@ -44,6 +47,19 @@ def settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def compile_kernels() -> float:
+    """Compile (or load from numba's cache) every numba kernel of the stages before any partition is taken.
+
+    Otherwise the first PPG and feature windows compile them on the batch thread while this worker holds its
+    partitions: about 12 s of CPU in a fresh install (numba caches the machine code beside the modules, so
+    later processes only load it). The models' kernel is compiled when a ``Predictor`` is created. Returns seconds.
+    """
+    started_s = time.perf_counter()
+    kernels.warm_up()
+    ppg_beats.warm_up()
+    return time.perf_counter() - started_s
 
 
 def load_inference(settings: Settings) -> Any | None:
@@ -87,7 +103,9 @@ class DeliveryWorker:
         )
 
     async def run(self) -> None:
-        settle_garbage_collector()  # models, clients and every import are loaded by now
+        compiled_s = await asyncio.get_running_loop().run_in_executor(None, compile_kernels)  # off the event loop
+        log.info("numba kernels ready in %.1f s", compiled_s)
+        settle_garbage_collector()  # models, clients, kernels and every import are loaded by now
         await self.producer.start()
         self.runners = [self._runner(s) for s in (self.ingest, self.pipeline, self.router)]
         ingest_runner, pipeline_runner = self.runners[0], self.runners[1]

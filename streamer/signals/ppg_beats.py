@@ -153,6 +153,12 @@ def front_rows(detectors: Sequence[PpgBeatDetector], x: np.ndarray) -> tuple[np.
     return y, inside
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the block state machine now, through the real detector path."""
+    t_s = np.arange(4 * 125) / 125.0
+    ppg_peaks(np.sin(2 * np.pi * 1.2 * t_s) ** 8, 125.0)  # 72 bpm, pulse-like
+
+
 def ppg_peaks(x: np.ndarray, fs_hz: float) -> np.ndarray:
     """Systolic-peak indices of a whole PPG recording, via the streaming detector over 1-s chunks."""
     return _run_chunked(PpgBeatDetector(fs_hz), x, fs_hz)
