@@ -56,8 +56,11 @@ def af_inputs(rr_ms: Sequence[float] | np.ndarray, prev_rr_ms: float | None, mor
     did in training for the recordings whose morphology was hidden (see ``models.af``).
     """
     rr = rr_inputs(rr_ms, prev_rr_ms)  # (T, 3)
-    m = np.zeros((len(rr), N_MORPH)) if morph is None else np.asarray(morph, dtype=np.float64).reshape(-1, N_MORPH)
-    return np.concatenate([rr, m], axis=1).astype(np.float32)
+    out = np.zeros((len(rr), N_AF_INPUTS), dtype=np.float32)  # filled in place: no concatenate + astype
+    out[:, :N_RR_INPUTS] = rr
+    if morph is not None:
+        out[:, N_RR_INPUTS:] = np.asarray(morph, dtype=np.float64).reshape(-1, N_MORPH)  # cast as astype would
+    return out
 
 
 def clean_vitals(values: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ when they disagree.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -90,6 +91,12 @@ def _robust_mean(rr: np.ndarray) -> float:
     return float(np.mean(np.partition(rr, (lo, n - lo - 1))[lo : n - lo]))
 
 
+@functools.lru_cache(maxsize=256)
+def _hann(n: int) -> np.ndarray:
+    """``np.hanning(n)``, built once per length (~10 us a PPG window); the kernel only reads it."""
+    return np.hanning(n)
+
+
 def _band_spectra(t_s: np.ndarray, series: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Power spectra in the respiratory band of series sampled irregularly at the same times ``t_s``.
 
@@ -101,7 +108,7 @@ def _band_spectra(t_s: np.ndarray, series: np.ndarray) -> tuple[np.ndarray, np.n
     grid = np.arange(t_s[0], t_s[-1], 0.25)  # 4 Hz
     if len(grid) < 32:
         return None
-    y = kernels.detrended(grid, np.ascontiguousarray(t_s), np.ascontiguousarray(series), np.hanning(len(grid)))
+    y = kernels.detrended(grid, np.ascontiguousarray(t_s), np.ascontiguousarray(series), _hann(len(grid)))
     spectrum = np.fft.rfft(y, _N_FFT, axis=-1)[:, _BAND]  # (S, F); zero-padding: 0.06 breaths/min bins at 4 Hz
     return _BAND_HZ, np.abs(spectrum) ** 2
 

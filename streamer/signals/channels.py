@@ -270,7 +270,7 @@ class Channel(SampleClock):
         """Respiratory rate from the beats of the last ``resp_window_s`` and its spectral quality index."""
         lo = self.index_at(end_ms - self.resp_window_ms)
         hi = self.index_at(end_ms)
-        rows = np.array([bt for bt in known if lo <= bt[0] < hi]).reshape(-1, 4)
+        rows = np.array([bt for bt in known if lo <= bt[0] < hi], dtype=float).reshape(-1, 4)
         rate, info = resp_rate_from_beats(rows[:, 0] / self.fs_hz, rows[:, 2], rows[:, 3])
         return rate, info.get("quality")
 
