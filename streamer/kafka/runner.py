@@ -227,10 +227,24 @@ class PartitionedRunner:
         for tp, records in batches.items():
             if tp.partition in self.states:  # a batch fetched before a revocation is not ours any more
                 by_partition[tp.partition] += records
-        # One partition at a time, each made durable before the next is computed: after a restart the first
-        # outputs come after one partition's share of the catch-up, not after every partition's.
-        for p, recs in by_partition.items():
-            await self.commit({p: await self.stage.handle(self.states[p], recs)}, {p: recs})
+        # Each partition is published as soon as it is computed, while the next one is computed: after a restart
+        # the first outputs come after one partition's share of the catch-up, and the broker round trips of a
+        # partition's two publishes (outputs, then states and marker; each waits the producer's linger) overlap
+        # the work on the others instead of adding up. Awaited one after the other, 8 partitions' round trips
+        # capped a runner at a few batches a second whatever the CPU: 1,000 devices fell behind at 0.86 cores.
+        # The order that matters is kept: within a partition, outputs before states, batch after batch.
+        commits: list[asyncio.Task[None]] = []
+        try:
+            for p, recs in by_partition.items():
+                for done in (c for c in commits if c.done()):
+                    done.result()  # a failed publish stops the batch before more states move
+                effects = await self.stage.handle(self.states[p], recs)
+                commits.append(asyncio.ensure_future(self.commit({p: effects}, {p: recs})))
+        finally:
+            outcomes = await asyncio.gather(*commits, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def commit(self, effects: dict[int, Effects], records: dict[int, list[ConsumerRecord]] | None = None) -> None:
         """Publish the outputs, then the states and markers, then commit; records may be empty (timers)."""

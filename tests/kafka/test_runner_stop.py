@@ -192,3 +192,101 @@ def test_after_a_failed_job_no_queued_job_runs() -> None:
         return ran
 
     assert asyncio.run(scenario()) == []
+
+
+class _TwoPartitionStage(_Stage):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    async def handle(self, state: PartitionState, records: list[object]) -> Effects:
+        self.log.append(f"handle {state.partition}")
+        from streamer.kafka.runner import Outgoing
+
+        return Effects([Outgoing("out", b"k", b"v", state.partition)], {b"dev": b"state"})
+
+
+def _acks_by_hand(monkeypatch: pytest.MonkeyPatch, log: list[str]) -> dict[str, asyncio.Future[None]]:
+    """``send_all`` that logs each publish and returns a future the test resolves (the broker's ack)."""
+    from streamer.kafka import runner as runner_mod
+
+    acks: dict[str, asyncio.Future[None]] = {}
+
+    async def send_all(producer: object, outgoing: list[object]) -> list[asyncio.Future[None]]:
+        name = f"{outgoing[0].topic}[{outgoing[0].partition}]"  # type: ignore[attr-defined]
+        log.append(f"send {name}")
+        acks[name] = asyncio.get_running_loop().create_future()
+        return [acks[name]]
+
+    monkeypatch.setattr(runner_mod, "send_all", send_all)
+    return acks
+
+
+def test_partitions_are_computed_while_earlier_ones_publish_and_each_keeps_outputs_before_states(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Awaited one after the other, 8 partitions' broker round trips capped a runner's batches per second."""
+    from aiokafka import TopicPartition
+    from aiokafka.structs import ConsumerRecord
+
+    log: list[str] = []
+    acks = _acks_by_hand(monkeypatch, log)
+
+    async def scenario() -> PartitionedRunner:
+        runner = _runner(_TwoPartitionStage(log))
+        runner.states = {0: PartitionState(0), 1: PartitionState(1)}
+        batches = {
+            TopicPartition("t.in", p): [ConsumerRecord("t.in", p, 7, 0, 0, b"k", b"v", None, 0, 1, [])] for p in (0, 1)
+        }
+        job = asyncio.ensure_future(runner.exclusive(lambda: runner._process(batches)))
+        await asyncio.sleep(0.01)
+        # no ack yet, and partition 1 is computed and being published: it did not wait for partition 0's round trip
+        assert sorted(log) == ["handle 0", "handle 1", "send out[0]", "send out[1]"]
+        assert not job.done()
+        acks["out[1]"].set_result(None)
+        await asyncio.sleep(0.01)
+        assert log[-1] == "send c[1]"  # partition 1's states only after its outputs are acknowledged
+        acks["c[1]"].set_result(None)
+        await asyncio.sleep(0.01)
+        assert runner.states[1].values == {b"dev": b"state"} and runner.states[0].values == {}
+        acks["out[0]"].set_result(None)
+        await asyncio.sleep(0.01)
+        acks["c[0]"].set_result(None)
+        await asyncio.wait_for(job, 1.0)
+        return runner
+
+    runner = asyncio.run(scenario())
+    assert runner.states[0].values == {b"dev": b"state"} and runner.states[0].offsets == {"t.in": 7}
+    assert not runner.broken
+
+
+def test_a_failed_publish_fails_the_batch_and_leaves_its_partition_state_unwritten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiokafka import TopicPartition
+    from aiokafka.errors import RecordTooLargeError
+    from aiokafka.structs import ConsumerRecord
+
+    log: list[str] = []
+    acks = _acks_by_hand(monkeypatch, log)
+
+    async def scenario() -> PartitionedRunner:
+        runner = _runner(_TwoPartitionStage(log))
+        runner.states = {0: PartitionState(0), 1: PartitionState(1)}
+        batches = {
+            TopicPartition("t.in", p): [ConsumerRecord("t.in", p, 7, 0, 0, b"k", b"v", None, 0, 1, [])] for p in (0, 1)
+        }
+        job = asyncio.ensure_future(runner.exclusive(lambda: runner._process(batches)))
+        await asyncio.sleep(0.01)
+        acks["out[0]"].set_exception(RecordTooLargeError())
+        acks["out[1]"].set_result(None)
+        await asyncio.sleep(0.01)
+        acks["c[1]"].set_result(None)
+        with pytest.raises(RecordTooLargeError):
+            await asyncio.wait_for(job, 1.0)
+        return runner
+
+    runner = asyncio.run(scenario())
+    assert runner.broken
+    assert runner.states[0].values == {} and runner.states[0].offsets == {}  # never made durable: replayed
+    assert "send c[0]" not in log
