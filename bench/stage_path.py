@@ -60,7 +60,13 @@ class _GcClock:
 
 
 async def _run(
-    devices: int, seconds: int, models: bool, inline: bool, prof: cProfile.Profile | None = None, settled: bool = False
+    devices: int,
+    seconds: int,
+    models: bool,
+    inline: bool,
+    prof: cProfile.Profile | None = None,
+    settled: bool = False,
+    cut: int = CUT,
 ) -> dict[str, float]:
     if inline:  # cProfile sees only this thread: run the executor work here
 
@@ -76,6 +82,7 @@ async def _run(
     si, sp = PartitionState(0), PartitionState(0)
     ingest.assigned({0: si})
     pipeline.assigned({0: sp})
+    pipeline.parsed = ingest.parsed  # as the worker wires them
     compile_kernels()  # as the worker does: in a fresh checkout the first windows would compile them (~12 s)
     if settled:
         settle_garbage_collector()
@@ -91,15 +98,15 @@ async def _run(
         offsets[0] += len(recs)
         a = time.process_time()
         forwarded = []
-        for i in range(0, len(recs), CUT):
-            forwarded += (await ingest.handle(si, recs[i : i + CUT])).outgoing
+        for i in range(0, len(recs), cut):
+            forwarded += (await ingest.handle(si, recs[i : i + cut])).outgoing
         b = time.process_time()
         valid = [o for o in forwarded if o.topic == s.topics.telemetry_valid]
         vrecs = [_records(o.topic, offsets[1] + i, ts, [(o.key, o.value)], o.headers)[0] for i, o in enumerate(valid)]
         offsets[1] += len(vrecs)
         c = time.process_time()
-        for i in range(0, len(vrecs), CUT):
-            await pipeline.handle(sp, vrecs[i : i + CUT])
+        for i in range(0, len(vrecs), cut):
+            await pipeline.handle(sp, vrecs[i : i + cut])
         await pipeline.checkpoint(sp, everything=False)
         d = time.process_time()
         if sec >= WARMUP_S:
@@ -119,14 +126,17 @@ def main() -> None:
     parser.add_argument(
         "--gc", choices=("default", "settled"), default="settled", help="collector as the worker sets it"
     )
+    parser.add_argument("--cut", type=int, default=CUT, help="records per handle call (a live batch per partition)")
     parser.add_argument("--sort", default="tottime", help="pstats order for --profile (tottime, cumulative)")
     args = parser.parse_args()
     prof = cProfile.Profile() if args.profile else None
-    us = asyncio.run(_run(args.devices, args.seconds, not args.no_models, args.profile, prof, args.gc == "settled"))
+    us = asyncio.run(
+        _run(args.devices, args.seconds, not args.no_models, args.profile, prof, args.gc == "settled", args.cut)
+    )
     if prof is not None:
         prof.disable()
         pstats.Stats(prof).sort_stats(args.sort).print_stats(45)
-    print({"us_per_msg": us, "gc": args.gc, "devices": args.devices, "load_avg": os.getloadavg()})
+    print({"us_per_msg": us, "gc": args.gc, "devices": args.devices, "cut": args.cut, "load_avg": os.getloadavg()})
 
 
 if __name__ == "__main__":

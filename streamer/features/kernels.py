@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hrv_stats(rr: np.ndarray, n_bins: int) -> tuple[float, float, float, float, float, float]:  # pragma: no cover
     """(mean, sdnn_ms, rmssd_ms, pnn50_pct, turning-point ratio or NaN, entropy bits) of >= 2 RR intervals."""
     n = len(rr)
@@ -38,7 +38,7 @@ def hrv_stats(rr: np.ndarray, n_bins: int) -> tuple[float, float, float, float, 
     return mean, math.sqrt(ss / (n - 1)), math.sqrt(d2 / (n - 1)), 100.0 * big / (n - 1), turning, _entropy(rr, n_bins)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _entropy(x: np.ndarray, n_bins: int) -> float:  # pragma: no cover
     """Shannon entropy (bits) of ``np.histogram(x, n_bins)``, binned by numpy's own equal-bin rule."""
     first, last = x.min(), x.max()
@@ -64,7 +64,7 @@ def _entropy(x: np.ndarray, n_bins: int) -> float:  # pragma: no cover
     return -out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def flat_fraction(x: np.ndarray, min_run: float) -> float:  # pragma: no cover
     """Share of samples in runs of equal consecutive samples (counted as equal pairs) of at least ``min_run``."""
     flat, run = 0, 0
@@ -78,7 +78,7 @@ def flat_fraction(x: np.ndarray, min_run: float) -> float:  # pragma: no cover
     return min(1.0, flat / len(x))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rail_share(x: np.ndarray) -> float:  # pragma: no cover
     """Share of samples at the maximum plus the share at the minimum; -1 for a constant window."""
     lo, hi = x.min(), x.max()
@@ -91,7 +91,7 @@ def rail_share(x: np.ndarray) -> float:  # pragma: no cover
     return n_hi / len(x) + n_lo / len(x)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def template_corr(
     x: np.ndarray, beats: np.ndarray, fs_hz: float, rate_lo: float, rate_hi: float
 ) -> float:  # pragma: no cover
@@ -126,7 +126,7 @@ def template_corr(
     return total / len(inside)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def detrended(
     grid: np.ndarray, t_s: np.ndarray, series: np.ndarray, window: np.ndarray
 ) -> np.ndarray:  # pragma: no cover
@@ -144,7 +144,7 @@ def detrended(
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _concentration(freqs: np.ndarray, power: np.ndarray, half_hz: float) -> float:  # pragma: no cover
     peak = freqs[np.argmax(power)]
     near = 0.0
@@ -154,7 +154,7 @@ def _concentration(freqs: np.ndarray, power: np.ndarray, half_hz: float) -> floa
     return near / power.sum()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fuse_spectra(
     freqs: np.ndarray, powers: np.ndarray, priors: np.ndarray, half_hz: float
 ) -> tuple[float, float, np.ndarray]:  # pragma: no cover

@@ -84,12 +84,12 @@ def independent_blocks(weights_t: np.ndarray, n_hidden: int) -> np.ndarray:
     return np.asarray([0, *cuts, n_hidden], dtype=np.int64)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sigmoid(v: float) -> float:
     return 1.0 / (1.0 + np.exp(-v))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _run(x, starts, h, w_proj_t, b_proj, ih_t, ih_b, hh_t, hh_b, w_head_t, b_head, blocks, out):  # pragma: no cover
     """Step request ``i`` through rows ``x[starts[i]:starts[i + 1]]`` from ``h[i]``, in place; outputs into ``out``."""
     n_layers, n_hidden = h.shape[1], h.shape[2]

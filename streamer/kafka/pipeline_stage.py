@@ -21,7 +21,7 @@ from streamer.config import Settings
 from streamer.contracts import TELEMETRY, AlertAck, ReasonCode
 from streamer.ingest.validation import Message, Rejected, loggable_id
 from streamer.kafka import metrics
-from streamer.kafka.agents import ingest_stamp, now_ms, to_dlq
+from streamer.kafka.agents import ParsedMessages, ingest_stamp, now_ms, to_dlq
 from streamer.kafka.runner import Effects, Outgoing
 from streamer.kafka.store import Checkpoints, PartitionState
 from streamer.pipeline import Pipeline, PipelineOutput
@@ -51,6 +51,7 @@ class PipelineStage:
         self.since_written: dict[str, list[ConsumerRecord]] = {}
         self.counts: Counter[str] = Counter()
         self.unloaded: set[int] = set()
+        self.parsed: ParsedMessages | None = None  # this process's ingest stage's messages (the worker wires it)
 
     def device_count(self) -> int:
         """Device runtimes held in memory over every owned partition (a gauge)."""
@@ -116,7 +117,7 @@ class PipelineStage:
         pipeline = self.pipelines[state.partition]
         for record in records:
             try:
-                msg = TELEMETRY.validate_json(record.value or b"")
+                msg = self._parsed(record) or TELEMETRY.validate_json(record.value or b"")
                 if record.key != msg.device_id.encode():
                     raise ValueError("record key is not the message's device_id")
                 self._runtime(state, msg.device_id, msg.patient_id)
@@ -272,6 +273,10 @@ class PipelineStage:
             self.progress[state.partition] = (max(stamps), now_ms())  # idle counted from the takeover
 
     # -- state and outputs -----------------------------------------------------------------------------------
+    def _parsed(self, record: ConsumerRecord) -> Message | None:
+        """The message this process's ingest validated from these very bytes, if it still holds it."""
+        return None if self.parsed is None else self.parsed.take(_header(record, "src"), record.value)
+
     def _runtime(self, state: PartitionState, device: str, patient: str | None) -> None:
         pipeline = self.pipelines[state.partition]
         if device in pipeline.devices:
@@ -318,6 +323,13 @@ def _late_count(pipeline: Pipeline, device: str) -> int:
     rt = pipeline.devices.get(device)
     stats = rt.signals.stats if rt is not None else {}
     return stats.get("late_dropped", 0) + stats.get("numerics_too_late", 0)
+
+
+def _header(record: ConsumerRecord, name: str) -> bytes | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return value
+    return None
 
 
 def _header_stamp(record: ConsumerRecord) -> int:

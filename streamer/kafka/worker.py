@@ -21,7 +21,7 @@ from streamer.kafka import metrics
 from streamer.kafka.acks import AckRouter, AlertIndex
 from streamer.kafka.agents import DLQ_LOG, IngestStage
 from streamer.kafka.pipeline_stage import PipelineStage
-from streamer.kafka.runner import PartitionedRunner, Stage
+from streamer.kafka.runner import ConsumerTimings, PartitionedRunner, Stage
 from streamer.kafka.topics import acks_by_device_topic, changelog_topic
 from streamer.signals import ppg_beats
 
@@ -81,6 +81,7 @@ class DeliveryWorker:
         self.index = AlertIndex(settings.topics.alerts, settings.partitions, client_kwargs)
         self.ingest = IngestStage(settings)
         self.pipeline = PipelineStage(settings, load_inference(settings), acks_by_device_topic(settings))
+        self.pipeline.parsed = self.ingest.parsed  # the pipeline takes ingest's parsed messages, not the bytes again
         metrics.watch_pipeline(self.pipeline.device_count, self.pipeline.inference)
         self.router = AckRouter(settings, self.index, acks_by_device_topic(settings))
         self.producer = AIOKafkaProducer(
@@ -101,6 +102,7 @@ class DeliveryWorker:
             changelog=changelog_topic(self.settings, stage.name),
             producer=self.producer,
             client_kwargs=self.client_kwargs,
+            timings=ConsumerTimings(max_poll_records=self.settings.stream_take_max),
         )
 
     async def run(self) -> None:

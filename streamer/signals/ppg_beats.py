@@ -93,7 +93,7 @@ class PpgBeatDetector(_Detector):
         return self
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def close_blocks(
     y: np.ndarray,
     buf_start: int,

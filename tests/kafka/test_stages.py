@@ -337,3 +337,48 @@ def test_worker_takes_startup_objects_out_of_the_collector() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def _ingested(session: list[SessionRecord], ingest: IngestStage) -> list[ConsumerRecord]:
+    """The session through the ingest stage; its forwarded records as the pipeline stage reads them back."""
+    state = PartitionState(0)
+    ingest.assigned({0: state})
+    out = _run(ingest, state, _records(session, SETTINGS.topics.telemetry)).outgoing
+    valid = [o for o in out if o.topic == VALID]
+    return [
+        ConsumerRecord(VALID, 0, i, T, 0, o.key, o.value, None, 0, len(o.value), list(o.headers))
+        for i, o in enumerate(valid)
+    ]
+
+
+def test_the_pipeline_takes_ingests_parsed_messages_only_for_the_same_bytes_and_outputs_do_not_change() -> None:
+    session = _session("mitdb201_af")
+    ingest = IngestStage(SETTINGS)
+    records = _ingested(session, ingest)
+    assert len(ingest.parsed._by_src) == len(records) > 100
+    # One record's bytes differ from what ingest parsed (a foreign producer on the valid topic): parsed again.
+    i = 7
+    tampered = records[i].value.replace(b'"seq":', b'"seq": ', 1)
+    records[i] = dataclasses.replace(records[i], value=tampered)
+
+    shared = PartitionState(0)
+    with_handoff = _stage(shared)
+    with_handoff.parsed = ingest.parsed
+    reference_state = PartitionState(0)
+    reference = _stage(reference_state)  # parses every record itself
+    got = [_comparable(_run(with_handoff, shared, records[j : j + 50])) for j in range(0, len(records), 50)]
+    want = [_comparable(_run(reference, reference_state, records[j : j + 50])) for j in range(0, len(records), 50)]
+    assert got == want and sum(map(len, got)) > 50
+    assert ingest.parsed.taken == len(records) - 1  # every other record's message was taken, not parsed
+    assert not ingest.parsed._by_src  # the tampered one's entry was taken and refused
+
+
+def test_parsed_messages_keep_at_most_their_cap_oldest_dropped_first() -> None:
+    from streamer.kafka.agents import ParsedMessages
+
+    parsed = ParsedMessages(cap=3)
+    for n in range(5):
+        parsed.add(b"src%d" % n, b"raw%d" % n, n)  # type: ignore[arg-type]
+    assert parsed.take(b"src0", b"raw0") is None and parsed.take(b"src1", b"raw1") is None
+    assert parsed.take(b"src4", b"raw4") == 4 and parsed.take(b"src4", b"raw4") is None  # taken once
+    assert parsed.take(None, b"raw2") is None and parsed.take(b"src2", b"other") is None
