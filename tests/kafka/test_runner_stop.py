@@ -206,10 +206,12 @@ class _TwoPartitionStage(_Stage):
         return Effects([Outgoing("out", b"k", b"v", state.partition)], {b"dev": b"state"})
 
 
-def _acks_by_hand(monkeypatch: pytest.MonkeyPatch, log: list[str]) -> dict[str, asyncio.Future[None]]:
+@pytest.fixture
+def acks_by_hand(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], dict[str, asyncio.Future[None]]]:
     """``send_all`` that logs each publish and returns a future the test resolves (the broker's ack)."""
     from streamer.kafka import runner as runner_mod
 
+    log: list[str] = []
     acks: dict[str, asyncio.Future[None]] = {}
 
     async def send_all(producer: object, outgoing: list[object]) -> list[asyncio.Future[None]]:
@@ -219,27 +221,32 @@ def _acks_by_hand(monkeypatch: pytest.MonkeyPatch, log: list[str]) -> dict[str, 
         return [acks[name]]
 
     monkeypatch.setattr(runner_mod, "send_all", send_all)
-    return acks
+    return log, acks
 
 
-def test_partitions_are_computed_while_earlier_ones_publish_and_each_keeps_outputs_before_states(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Awaited one after the other, 8 partitions' broker round trips capped a runner's batches per second."""
+async def _two_partition_batch(log: list[str]) -> tuple[PartitionedRunner, asyncio.Future[None]]:
+    """A batch of one record on each of partitions 0 and 1, started as a job; its first steps taken."""
     from aiokafka import TopicPartition
     from aiokafka.structs import ConsumerRecord
 
-    log: list[str] = []
-    acks = _acks_by_hand(monkeypatch, log)
+    runner = _runner(_TwoPartitionStage(log))
+    runner.states = {0: PartitionState(0), 1: PartitionState(1)}
+    batches = {
+        TopicPartition("t.in", p): [ConsumerRecord("t.in", p, 7, 0, 0, b"k", b"v", None, 0, 1, [])] for p in (0, 1)
+    }
+    job = asyncio.ensure_future(runner.exclusive(lambda: runner._process(batches)))
+    await asyncio.sleep(0.01)
+    return runner, job
+
+
+def test_partitions_are_computed_while_earlier_ones_publish_and_each_keeps_outputs_before_states(
+    acks_by_hand: tuple[list[str], dict[str, asyncio.Future[None]]],
+) -> None:
+    """Awaited one after the other, 8 partitions' broker round trips capped a runner's batches per second."""
+    log, acks = acks_by_hand
 
     async def scenario() -> PartitionedRunner:
-        runner = _runner(_TwoPartitionStage(log))
-        runner.states = {0: PartitionState(0), 1: PartitionState(1)}
-        batches = {
-            TopicPartition("t.in", p): [ConsumerRecord("t.in", p, 7, 0, 0, b"k", b"v", None, 0, 1, [])] for p in (0, 1)
-        }
-        job = asyncio.ensure_future(runner.exclusive(lambda: runner._process(batches)))
-        await asyncio.sleep(0.01)
+        runner, job = await _two_partition_batch(log)
         # no ack yet, and partition 1 is computed and being published: it did not wait for partition 0's round trip
         assert sorted(log) == ["handle 0", "handle 1", "send out[0]", "send out[1]"]
         assert not job.done()
@@ -261,23 +268,14 @@ def test_partitions_are_computed_while_earlier_ones_publish_and_each_keeps_outpu
 
 
 def test_a_failed_publish_fails_the_batch_and_leaves_its_partition_state_unwritten(
-    monkeypatch: pytest.MonkeyPatch,
+    acks_by_hand: tuple[list[str], dict[str, asyncio.Future[None]]],
 ) -> None:
-    from aiokafka import TopicPartition
     from aiokafka.errors import RecordTooLargeError
-    from aiokafka.structs import ConsumerRecord
 
-    log: list[str] = []
-    acks = _acks_by_hand(monkeypatch, log)
+    log, acks = acks_by_hand
 
     async def scenario() -> PartitionedRunner:
-        runner = _runner(_TwoPartitionStage(log))
-        runner.states = {0: PartitionState(0), 1: PartitionState(1)}
-        batches = {
-            TopicPartition("t.in", p): [ConsumerRecord("t.in", p, 7, 0, 0, b"k", b"v", None, 0, 1, [])] for p in (0, 1)
-        }
-        job = asyncio.ensure_future(runner.exclusive(lambda: runner._process(batches)))
-        await asyncio.sleep(0.01)
+        runner, job = await _two_partition_batch(log)
         acks["out[0]"].set_exception(RecordTooLargeError())
         acks["out[1]"].set_result(None)
         await asyncio.sleep(0.01)
