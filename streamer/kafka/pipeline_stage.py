@@ -333,7 +333,5 @@ def _header(record: ConsumerRecord, name: str) -> bytes | None:
 
 
 def _header_stamp(record: ConsumerRecord) -> int:
-    for name, value in record.headers or ():
-        if name == "ingest_ts_ms":
-            return int(value)
-    return ingest_stamp(record)
+    value = _header(record, "ingest_ts_ms")
+    return int(value) if value is not None else ingest_stamp(record)

@@ -230,8 +230,8 @@ class PartitionedRunner:
         # Each partition is published as soon as it is computed, while the next one is computed: after a restart
         # the first outputs come after one partition's share of the catch-up, and the broker round trips of a
         # partition's two publishes (outputs, then states and marker; each waits the producer's linger) overlap
-        # the work on the others instead of adding up. Awaited one after the other, 8 partitions' round trips
-        # capped a runner at a few batches a second whatever the CPU: 1,000 devices fell behind at 0.86 cores.
+        # the work on the others instead of adding up (at 300 devices a lower ingest->alert latency in two runs;
+        # no CPU change at 1,000, where the worker is bound by the GIL: docs/RESULTS.md, "Fleet").
         # The order that matters is kept: within a partition, outputs before states, batch after batch.
         commits: list[asyncio.Task[None]] = []
         try:
