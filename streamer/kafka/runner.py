@@ -108,6 +108,7 @@ class ConsumerTimings:
     max_poll_records: int = 500
     revoke_checkpoint_s: float = 10.0  # writing the states on a revocation: past this, the next owner replays
     commit_timeout_s: float = 3.0  # a group offset commit (monitoring only) given up after this
+    offsets_timeout_s: float = 3.0  # an end-offsets query (``drained``) given up after this: "cannot tell"
     stop_patience_s: float = 30.0  # a stop waits this long for the batch or timer in hand to finish
 
 
@@ -135,6 +136,7 @@ class PartitionedRunner:
         self.generation = 0
         self.inflight: set[asyncio.Task[None]] = set()  # jobs under the lock; a stop lets them finish (``exclusive``)
         self.broken = False  # a job failed half-way: the live states must not be written any more
+        self.stopping = False  # run() is stopping: its consumer is closed or about to be (``drained``)
         self.consumer = AIOKafkaConsumer(
             group_id=group_id,
             enable_auto_commit=False,
@@ -164,6 +166,7 @@ class PartitionedRunner:
 
                     await self.exclusive(process)
         finally:
+            self.stopping = True
             if await self._settle() and not self.broken:
                 with contextlib.suppress(Exception):
                     async with self.lock:
@@ -218,6 +221,7 @@ class PartitionedRunner:
                 len(late),
             )
             for task in late:
+                log.warning("%s: a late job waits in %s", self.stage.name, _await_chain(task))
                 task.cancel()
             return False
         return True
@@ -302,26 +306,24 @@ class PartitionedRunner:
                 async with asyncio.timeout(self.timings.commit_timeout_s):
                     await self.consumer.commit(offsets)
 
-    async def caught_up(self, partition: int) -> bool:
-        """Whether the stage's first input topic is read to its known end on ``partition``."""
-        tp = TopicPartition(self.stage.topics[0], partition)
-        try:
-            high = self.consumer.highwater(tp)
-            return high is not None and await self.consumer.position(tp) >= high
-        except Exception:  # not assigned any more (a rebalance under way): count it as behind
-            return False
-
     async def drained(self, partition: int) -> bool:
         """Whether every record of the stage's first input topic on ``partition`` that exists now is processed and
         its outputs published (the marker, not the fetch position, which runs ahead of the batch in hand)."""
         state = self.states.get(partition)
         if state is None:
             return False
+        if self.stopping:  # another runner's timer asks (the pipeline's tick asks ingest's): our consumer is closing
+            return False
         topic = self.stage.topics[0]
         tp = TopicPartition(topic, partition)
         try:
-            end = (await self.consumer.end_offsets([tp]))[tp]
-        except Exception:  # a rebalance or the broker away: we cannot tell
+            # Bounded: a stopped consumer's query waits for metadata that never comes. The pipeline's tick asked the
+            # ingest runner just as that one stopped, held the pipeline's lock until the stop patience ran out, and
+            # so the stop wrote no state and the next owner replayed and published again everything since the
+            # last checkpoint (tests/kafka/test_pipeline_broker.py, the restart test, failed in CI so).
+            async with asyncio.timeout(self.timings.offsets_timeout_s):
+                end = (await self.consumer.end_offsets([tp]))[tp]
+        except Exception:  # a rebalance, the broker away, the consumer stopped: we cannot tell
             return False
         return state.handled(topic) + 1 >= end
 
@@ -368,6 +370,18 @@ class PartitionedRunner:
             self.consumer.seek(tp, 0 if resume is None else resume)
         self.consumer.resume(*assigned)
         log.info("%s: partitions %s ready in %.1f s", self.stage.name, wanted, time.monotonic() - started)
+
+
+def _await_chain(task: asyncio.Task[Any]) -> str:
+    """Where a suspended task waits: each coroutine of its await chain, outermost first (a stop's diagnosis)."""
+    links: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(links) < 30:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            links.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " -> ".join(links) or "(no frame)"
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

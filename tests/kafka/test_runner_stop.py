@@ -288,3 +288,60 @@ def test_a_failed_publish_fails_the_batch_and_leaves_its_partition_state_unwritt
     assert runner.broken
     assert runner.states[0].values == {} and runner.states[0].offsets == {}  # never made durable: replayed
     assert "send c[0]" not in log
+
+
+def test_a_stopping_runner_answers_drained_at_once_and_a_hanging_query_is_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pipeline's tick asks the ingest runner whether a partition is drained. Asked just as ingest stopped, a
+    closed consumer's end-offsets query waited forever for metadata, under the pipeline's lock: the stop patience
+    ran out, no state was written and the next owner published the first half of a recording again (CI)."""
+    asked: list[int] = []
+
+    async def never(partitions: list[object]) -> dict[object, int]:
+        asked.append(len(partitions))
+        await asyncio.Event().wait()  # what aiokafka does for a stopped consumer: waits for metadata
+        return {}
+
+    async def scenario() -> tuple[bool, bool, float]:
+        runner = PartitionedRunner(
+            _Stage(),
+            group_id="g",
+            changelog="c",
+            producer=None,  # type: ignore[arg-type]
+            client_kwargs={},
+            timings=ConsumerTimings(offsets_timeout_s=0.2),
+        )
+        runner.states = {0: PartitionState(0)}
+        monkeypatch.setattr(runner.consumer, "end_offsets", never)
+        started = asyncio.get_running_loop().time()
+        hanging = await asyncio.wait_for(runner.drained(0), 5.0)
+        waited = asyncio.get_running_loop().time() - started
+        runner.stopping = True
+        return hanging, await asyncio.wait_for(runner.drained(0), 0.05), waited
+
+    hanging, stopping, waited = asyncio.run(scenario())
+    assert hanging is False and 0.2 <= waited < 2.0  # given up after offsets_timeout_s: "cannot tell"
+    assert stopping is False and asked == [1]  # the stopping runner did not ask its consumer at all
+
+
+def test_a_late_job_is_logged_with_where_it_waits(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> bool:
+        runner = _runner(_Stage(), patience_s=0.05)
+
+        async def ask_the_broker() -> None:
+            await asyncio.Event().wait()
+
+        async def job() -> None:
+            await ask_the_broker()
+
+        caller = asyncio.ensure_future(runner.exclusive(job))
+        await asyncio.sleep(0.01)
+        settled = await runner._settle()
+        assert not caller.done() or caller.cancelled()
+        return settled
+
+    with caplog.at_level("WARNING", logger="streamer.kafka.runner"):
+        assert asyncio.run(scenario()) is False
+    chain = [r.getMessage() for r in caplog.records if "a late job waits in" in r.getMessage()]
+    assert len(chain) == 1 and "job (test_runner_stop.py" in chain[0] and "ask_the_broker" in chain[0], chain
