@@ -195,18 +195,26 @@ def _sepsis(meta: dict[str, Any]) -> list[str]:
                 f"{ci(r['auroc'])} | {ci(r['utility'])} | {r['threshold']:.4f} |"
             )
     served = meta["served"]
-    test_u = {k: cmp[k]["test"]["utility"]["value"] for k in ("gru", "trees")}
-    test_best = max(test_u, key=lambda k: test_u[k])
-    verdict = (
-        f"On the test patients {test_best} scored higher utility ({test_u[test_best]:.3f} against "
-        f"{test_u['gru' if test_best == 'trees' else 'trees']:.3f}); "
-        + (
-            "the validation choice and the test agree."
-            if test_best == served
-            else "the validation choice and the test disagree, and the bootstrap CIs overlap widely: "
-            f"on these {cmp['gru']['test']['n_septic']} septic test patients neither model is shown "
-            "to be better."
+    other = {"gru": "trees", "trees": "gru"}
+    verdict = "On the test patients"
+    agree: list[bool] = []
+    for label, key in (("utility", "utility"), ("AUROC", "auroc")):
+        test = {k: cmp[k]["test"][key] for k in ("gru", "trees")}
+        best = max(test, key=lambda k: test[k]["value"])
+        overlap = test["gru"]["ci95_low"] <= test["trees"]["ci95_high"] and (
+            test["trees"]["ci95_low"] <= test["gru"]["ci95_high"]
         )
+        verdict += (
+            f"{',' if agree else ''} {best} scored the higher {label} ({test[best]['value']:.3f} against "
+            f"{test[other[best]]['value']:.3f}, 95% CIs {'overlapping' if overlap else 'apart'})"
+        )
+        agree.append(best == served)
+    n_septic = cmp["gru"]["test"]["n_septic"]
+    verdict += (
+        ": the validation choice and the test agree."
+        if all(agree)
+        else f": the validation choice and the test {'agree only on utility' if agree[0] else 'disagree'} "
+        f"(on {n_septic} septic test patients; where the CIs overlap, no difference is established)."
     )
     return [
         "## Data",
