@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,24 +110,38 @@ def _bce(pos_weight: float):
     return loss
 
 
-def _fit_ensemble(
-    items: list, x_val: list[np.ndarray], y_val: list[np.ndarray], pos_weight: float, quick: bool
-) -> tuple[GRUNet, list]:
-    """``N_MEMBERS`` GRUs from different seeds, each at its best validation-AUROC epoch, merged into one
-    network that outputs their mean logit (``models.gru.merge_ensemble``)."""
-    val_auroc = lambda m: metrics.safe_auroc(np.concatenate(y_val), np.concatenate(gru_probs(m, x_val)))  # noqa: E731
-    members, history = [], []
-    for k in range(1 if quick else N_MEMBERS):
-        torch.manual_seed(SEED + k)
-        member = build(GRUConfig(n_inputs=N_INPUTS, n_outputs=1, n_hidden=N_HIDDEN))
-        member, h = fit(member, items, _bce(pos_weight), val_auroc, epochs=1 if quick else EPOCHS, lr=3e-3, seed=k)
-        members.append(member)
-        history.append(h)
-    return merge_ensemble(members), history
+# The training settings compared on validation patients before version 3 was trained (docs/RESULTS.md, "Sepsis
+# version 3, how it was chosen"): `python -m models.sepsis variants` scores them again, test patients untouched.
+VARIANTS_V3: dict[str, dict[str, Any]] = {
+    "A": {"epochs": 40},
+    "B": {"epochs": 40, "n_hidden": 64},
+    "C": {"epochs": 60, "lr": 1e-3},
+    "D": {"epochs": 40, "members": 5},
+}
 
 
-def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, Any]:
-    """Fit GRU and trees on the training patients, pick by validation utility, report test patients."""
+@dataclass
+class _Prepared:
+    folder: Path
+    patients: list[Patient]
+    split: dict[str, list[str]]
+    mean: np.ndarray
+    std: np.ndarray
+    x: dict[str, list[np.ndarray]]  # model inputs of each stay, by part of the split
+    y: dict[str, list[np.ndarray]]
+
+    @property
+    def items(self) -> list:
+        return [(xi, yi[:, None]) for xi, yi in zip(self.x["train"], self.y["train"], strict=True)]
+
+    @property
+    def pos_weight(self) -> float:
+        pos = float(np.concatenate(self.y["train"]).mean())
+        return min(20.0, (1 - pos) / pos)
+
+
+def _prepare(data: Path, quick: bool) -> _Prepared:
+    """The seeded patient split, training-split normalisation and every stay's inputs and labels."""
     seed_everything(SEED)
     folder = data / "challenge2019_sepsis"
     patients = load_sepsis(folder, limit=150 if quick else None)
@@ -138,10 +153,53 @@ def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, An
     mean, std = np.nanmean(train_v, axis=0), np.nanstd(train_v, axis=0) + 1e-6
     x = {k: encode(v, mean, std) for k, v in parts.items()}
     y = {k: [p.labels.astype(np.float32) for p in v] for k, v in parts.items()}
-    pos = float(np.concatenate(y["train"]).mean())
+    return _Prepared(folder, patients, split, mean, std, x, y)
 
-    items = [(xi, yi[:, None]) for xi, yi in zip(x["train"], y["train"], strict=True)]
-    model, history = _fit_ensemble(items, x["val"], y["val"], min(20.0, (1 - pos) / pos), quick)
+
+def _fit_ensemble(
+    d: _Prepared,
+    *,
+    epochs: int = EPOCHS,
+    members: int = N_MEMBERS,
+    n_hidden: int = N_HIDDEN,
+    lr: float = 3e-3,
+) -> tuple[GRUNet, list]:
+    """``members`` GRUs from different seeds, each at its best validation-AUROC epoch, merged into one
+    network that outputs their mean logit (``models.gru.merge_ensemble``)."""
+    x_val, y_val = d.x["val"], d.y["val"]
+    val_auroc = lambda m: metrics.safe_auroc(np.concatenate(y_val), np.concatenate(gru_probs(m, x_val)))  # noqa: E731
+    items, loss = d.items, _bce(d.pos_weight)
+    fitted, history = [], []
+    for k in range(members):
+        torch.manual_seed(SEED + k)
+        member = build(GRUConfig(n_inputs=N_INPUTS, n_outputs=1, n_hidden=n_hidden))
+        member, h = fit(member, items, loss, val_auroc, epochs=epochs, lr=lr, seed=k)
+        fitted.append(member)
+        history.append(h)
+    return merge_ensemble(fitted), history
+
+
+def compare_variants(data: Path, variants: dict[str, dict[str, Any]] = VARIANTS_V3) -> dict[str, dict[str, Any]]:
+    """Validation AUROC and utility (threshold chosen on validation) of each variant's ensemble; no test scoring."""
+    d = _prepare(data, quick=False)
+    out = {}
+    for name, settings in variants.items():
+        model, history = _fit_ensemble(d, **settings)
+        probs = gru_probs(model, d.x["val"])
+        out[name] = {
+            "settings": settings,
+            "val": score_patients(d.y["val"], probs, best_threshold(d.y["val"], probs)),
+            "best_epochs": [max(range(len(h)), key=lambda i: h[i]["val_score"]) for h in history],
+        }
+        log.info("variant %s: %s", name, out[name])
+    return out
+
+
+def train(data: Path, weights_dir: Path, *, quick: bool = False) -> dict[str, Any]:
+    """Fit GRU and trees on the training patients, pick by validation utility, report test patients."""
+    d = _prepare(data, quick)
+    folder, patients, split, mean, std, x, y = d.folder, d.patients, d.split, d.mean, d.std, d.x, d.y
+    model, history = _fit_ensemble(d, epochs=1, members=1) if quick else _fit_ensemble(d)
     gru = {k: gru_probs(model, x[k]) for k in ("val", "test")}
     gru_thr = best_threshold(y["val"], gru["val"])
 
@@ -207,3 +265,15 @@ def predict_stays(vitals: Sequence[np.ndarray], weights_dir: Path | None = None)
         trees, _ = checkpoint.load_estimator(NAME, weights_dir)
         return [trees.predict_proba(tree_features(xi))[:, 1] for xi in x], meta
     return gru_probs(checkpoint.load(NAME, weights_dir).model, x), meta
+
+
+if __name__ == "__main__":  # `python -m models.sepsis variants`: the validation comparison behind version 3
+    import json
+    import sys
+
+    from models.datasets import data_dir
+
+    if sys.argv[1:] != ["variants"]:
+        sys.exit("usage: python -m models.sepsis variants")
+    logging.basicConfig(level=logging.INFO)
+    sys.stdout.write(json.dumps(compare_variants(data_dir()), indent=2) + "\n")
