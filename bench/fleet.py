@@ -77,15 +77,20 @@ class Broker:
 
     def lag(self) -> int:
         """Input not yet processed: telemetry behind the ingest stage plus valid records behind the pipeline."""
+        return sum(self.stage_lags().values())
+
+    def stage_lags(self) -> dict[str, int]:
+        """Records behind each stage: which one limits (ingest runs on the event loop and can race ahead of a
+        pipeline starved of the GIL, so a total alone hides where the backlog is)."""
         from kafka import TopicPartition
 
         names, parts = self.settings.topics, range(self.settings.partitions)
-        total = 0
+        lags = {}
         for stage, topic in (("ingest", names.telemetry), ("pipeline", names.telemetry_valid)):
             tps = [TopicPartition(topic, p) for p in parts]
             committed, ends = self._offsets(stage), self.consumer.end_offsets(tps)
-            total += sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
-        return total
+            lags[stage] = sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+        return lags
 
     def committed(self, topic: str) -> int:
         stage = "ingest" if topic == self.settings.topics.telemetry else "pipeline"
@@ -177,12 +182,12 @@ def run_step(
     broker = Broker(settings)
     try:
         time.sleep(warmup_s)
-        t0, cpu0, lag0 = time.time(), proc.cpu_s(), broker.lag()
+        t0, cpu0, split = time.time(), proc.cpu_s(), [broker.stage_lags()]
         in0, cl0 = broker.committed(settings.topics.telemetry), broker.log_bytes(_changelog(settings))
-        lags = [lag0]
         while time.time() - t0 < steady_s:
             time.sleep(5)
-            lags.append(broker.lag())
+            split.append(broker.stage_lags())
+        lags = [sum(s.values()) for s in split]
         t1, cpu1, rss = time.time(), proc.cpu_s(), proc.rss_mb()
         in1, cl1 = broker.committed(settings.topics.telemetry), broker.log_bytes(_changelog(settings))
         gen_out = json.loads(gen.communicate(timeout=120)[0] or "{}")
@@ -198,7 +203,8 @@ def run_step(
     holds = lags[-1] - lags[0] <= 2 * rate_in and max(lags[-3:]) <= 10 * rate_in
     return {
         "devices": devices, "workers": workers, "input_msgs_per_s": rate_in, "holds_real_time": bool(holds),
-        "lag_msgs": lags, "consumed_in_window": in1 - in0, "window_s": round(t1 - t0, 1),
+        "lag_msgs": lags, "lag_by_stage_msgs": {k: [s[k] for s in split] for k in split[0]},
+        "consumed_in_window": in1 - in0, "window_s": round(t1 - t0, 1),
         "window_end_to_feature_ms": {"p50": _pct(feat, 0.5), "p99": _pct(feat, 0.99), "n": len(feat)},
         "ingest_to_alert_ms": {"p50": _pct(alerts, 0.5), "p99": _pct(alerts, 0.99), "n": len(alerts)},
         "worker_cpu_us_per_msg": round((cpu1 - cpu0) / msgs * 1e6, 1),
