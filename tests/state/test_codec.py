@@ -54,6 +54,23 @@ def test_foreign_or_future_bytes_are_refused_with_a_reason() -> None:
         decode_state(blob[:6])
 
 
+def test_states_written_by_older_workers_zlib_still_restore() -> None:
+    """A changelog written before the switch to Zstandard (flags 0: zlib) restores to the same tree, and an
+    unknown compression is refused with a reason instead of being guessed at."""
+    import zstandard
+
+    state = {"zi": np.linspace(-1, 1, 40), "seen": {"max_seq": 7}, "n": 3}
+    blob = encode_state(state)
+    assert blob[3] == 1  # what is written now
+    body = zstandard.ZstdDecompressor().decompress(blob[4:])
+    old = blob[:3] + bytes([0]) + zlib.compress(body, 1)
+    assert decode_state(old) == decode_state(blob) == _plain(state)
+    with pytest.raises(StateCodecError, match="compression 7"):
+        decode_state(blob[:3] + bytes([7]) + blob[4:])
+    with pytest.raises(StateCodecError, match="corrupt"):
+        decode_state(blob[:3] + bytes([0]) + blob[4:])  # a Zstandard body under the zlib flag
+
+
 def _plain(tree):
     """The tree with numpy arrays as lists: what ``decode_state`` gives back."""
     if isinstance(tree, dict):
