@@ -7,7 +7,19 @@ import json
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from streamer.offline.golden import GOLDENS, REPO, cut, expected_path, session_path, summarize
+    from streamer.offline.golden import (
+        GOLDENS,
+        REPO,
+        analyze,
+        cut,
+        expected_path,
+        output_differences,
+        outputs,
+        read_outputs,
+        session_path,
+        summarize,
+        write_outputs,
+    )
     from streamer.progress import track
 
     wanted = [g for g in GOLDENS if not args.only or g.name in args.only]
@@ -16,13 +28,19 @@ def _cmd(args: argparse.Namespace) -> int:
         if args.action == "update":
             if args.rebuild or not session_path(g).exists():
                 cut(g)
-            expected_path(g).write_text(json.dumps(summarize(g), indent=1) + "\n")
-            print(f"updated {expected_path(g).relative_to(REPO)}")
+            result = analyze(g)
+            expected_path(g).write_text(json.dumps(summarize(g, result=result), indent=1) + "\n")
+            write_outputs(g, result)
+            print(f"updated {expected_path(g).relative_to(REPO)} and {g.name}.outputs.json.gz")
             continue
-        got, want = summarize(g), json.loads(expected_path(g).read_text())
-        same = got["alerts"] == want["alerts"] and got["counts"] == want["counts"]
+        result = analyze(g)
+        got, want = summarize(g, result=result), json.loads(expected_path(g).read_text())
+        moved = output_differences(outputs(result), read_outputs(g), limit=5)
+        same = got["alerts"] == want["alerts"] and got["counts"] == want["counts"] and not moved
         failed += not same
         print(f"{'ok  ' if same else 'DIFF'} {g.name}: {len(got['alerts'])} alert transitions, {got['counts']}")
+        for line in moved:
+            print(f"     {line}")
     return 1 if failed else 0
 
 
@@ -31,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "golden",
         help="check or update the golden sessions in tests/data/golden",
         description="check: analyse each golden session (short cuts of real recordings) offline and compare its "
-        "alert transitions and counts with tests/data/golden/NAME.expected.json; exit 1 on a difference. update: "
+        "alert transitions and counts with tests/data/golden/NAME.expected.json and every output value with "
+        "NAME.outputs.json.gz (floats to within 4 ULP); exit 1 on a difference. update: "
         "rewrite the expected files from the current code (review the diff); --rebuild cuts the sessions again "
         "from the recordings. Reads VITALS_RECORDINGS_DIR (with --rebuild) and the pipeline settings.",
     )

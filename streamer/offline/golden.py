@@ -3,17 +3,26 @@
 ``vitalstream golden check`` compares the current code's offline analysis with the stored expectations;
 ``vitalstream golden update`` rewrites the expectations after an intended change (review the diff!), and
 ``--rebuild`` also cuts the sessions again from ../shared/data.
+
+Two expectations a golden: NAME.expected.json (every alert transition and the counts, readable in a diff) and
+NAME.outputs.json.gz (every feature, score and alert as JSON, so that a change which moves any output value is
+seen). Floats there are compared to within a few units in the last place, not bit for bit: numpy chooses its
+exp/log kernels by CPU (AVX-512 machines use other ones), and the same code gives scores one or two ULP apart on
+two machines (11 of 8,728 values of two goldens, all scores, measured 2026-12-04).
 """
 
 from __future__ import annotations
 
+import gzip
+import json
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from streamer.config import Settings, recordings_dir
-from streamer.offline.analyze import analyze_records, default_inference
+from streamer.offline.analyze import Analysis, analyze_records, default_inference
 from streamer.sessions.format import SessionWriter, read_session
 from streamer.sessions.importers import BASE_TS_MS, write_session
 
@@ -62,6 +71,10 @@ def expected_path(g: Golden) -> Path:
     return GOLDEN_DIR / f"{g.name}.expected.json"
 
 
+def outputs_path(g: Golden) -> Path:
+    return GOLDEN_DIR / f"{g.name}.outputs.json.gz"
+
+
 def cut(g: Golden) -> Path:
     """Import the source recording and keep [start_s, end_s) of it."""
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
@@ -78,14 +91,20 @@ def cut(g: Golden) -> Path:
     return session_path(g)
 
 
-def summarize(g: Golden, settings: Settings | None = None, inference: Any | None = None) -> dict[str, Any]:
-    """What the stored expectation holds: every alert transition, and the counts of features and scores."""
+def analyze(g: Golden, settings: Settings | None = None, inference: Any | None = None) -> Analysis:
     settings = settings or Settings()
-    result = analyze_records(
+    return analyze_records(
         read_session(session_path(g)),
         settings,
         inference=inference if inference is not None else default_inference(settings),
     )
+
+
+def summarize(
+    g: Golden, settings: Settings | None = None, inference: Any | None = None, *, result: Analysis | None = None
+) -> dict[str, Any]:
+    """What the stored expectation holds: every alert transition, and the counts of features and scores."""
+    result = result if result is not None else analyze(g, settings, inference)
     return {
         "golden": g.name,
         "why": g.why,
@@ -106,3 +125,61 @@ def summarize(g: Golden, settings: Settings | None = None, inference: Any | None
             "scores": len(result.output.scores),
         },
     }
+
+
+OUTPUT_KINDS = ("features", "scores", "alerts")
+
+
+def outputs(result: Analysis) -> dict[str, list[dict[str, Any]]]:
+    """Every output record of an analysis as JSON values, in output order."""
+    return {kind: [r.model_dump(mode="json") for r in getattr(result.output, kind)] for kind in OUTPUT_KINDS}
+
+
+def write_outputs(g: Golden, result: Analysis) -> Path:
+    body = "".join(
+        json.dumps({"kind": kind, "record": record}, sort_keys=True) + "\n"
+        for kind, records in outputs(result).items()
+        for record in records
+    )
+    with gzip.GzipFile(outputs_path(g), "wb", mtime=0) as f:  # mtime 0: the same outputs give the same bytes
+        f.write(body.encode())
+    return outputs_path(g)
+
+
+def read_outputs(g: Golden) -> dict[str, list[dict[str, Any]]]:
+    stored: dict[str, list[dict[str, Any]]] = {kind: [] for kind in OUTPUT_KINDS}
+    with gzip.open(outputs_path(g), "rt") as f:
+        for line in f:
+            row = json.loads(line)
+            stored[row["kind"]].append(row["record"])
+    return stored
+
+
+def output_differences(got: Any, want: Any, *, max_ulp: int = 4, path: str = "", limit: int = 20) -> list[str]:
+    """Where two output trees differ: floats by more than ``max_ulp`` units in the last place, anything else at all."""
+    found: list[str] = []
+
+    def walk(a: Any, b: Any, where: str) -> None:
+        if len(found) >= limit:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            if a.keys() != b.keys():
+                found.append(f"{where}: fields {sorted(a.keys() ^ b.keys())} on one side only")
+                return
+            for key in a:
+                walk(a[key], b[key], f"{where}.{key}" if where else key)
+        elif isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                found.append(f"{where}: {len(a)} items, expected {len(b)}")
+            for i, (x, y) in enumerate(zip(a, b, strict=False)):
+                walk(x, y, f"{where}[{i}]")
+        elif isinstance(a, float) and isinstance(b, float):
+            if math.isnan(a) and math.isnan(b):
+                return
+            if not abs(a - b) <= max_ulp * math.ulp(max(abs(a), abs(b))):
+                found.append(f"{where}: {a!r}, expected {b!r}")
+        elif type(a) is not type(b) or a != b:
+            found.append(f"{where}: {a!r}, expected {b!r}")
+
+    walk(got, want, path)
+    return found
