@@ -48,17 +48,13 @@ def _states(devices: int, seconds: int) -> list[Any]:
     return captured
 
 
-def _body(blob: bytes) -> bytes:
-    return codec._decompressor().decompress(blob[4:]) if blob[3] == codec.ZSTD else zlib.decompress(blob[4:])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    bodies = [_body(codec.encode_state(t)) for t in _states(args.devices, args.seconds)]
+    bodies = [codec.state_body(codec.encode_state(t)) for t in _states(args.devices, args.seconds)]
     assert bodies and all(struct.unpack_from("<I", b)[0] < len(b) for b in bodies)
     zc, zd = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
     candidates = {

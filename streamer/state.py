@@ -80,8 +80,8 @@ def encode_state(state: Any) -> bytes:
     return MAGIC + bytes([VERSION, ZSTD]) + _compressor().compress(body)
 
 
-def decode_state(blob: bytes, *, arrays: bool = False) -> Any:
-    """The state tree that ``encode_state`` wrote; numeric buffers as lists (or numpy arrays with ``arrays``)."""
+def state_body(blob: bytes) -> bytes:
+    """The uncompressed body of an encoded device state (skeleton length, skeleton, buffers), its header checked."""
     if len(blob) < 4 or blob[:2] != MAGIC:
         raise StateCodecError("not a vitalstream device state (bad magic)")
     if blob[2] != VERSION:
@@ -89,10 +89,18 @@ def decode_state(blob: bytes, *, arrays: bool = False) -> Any:
     if blob[3] not in (ZLIB, ZSTD):
         raise StateCodecError(f"device state compression {blob[3]} is not supported (this code reads 0 and 1)")
     try:
-        body = zlib.decompress(blob[4:]) if blob[3] == ZLIB else _decompressor().decompress(blob[4:])
+        return zlib.decompress(blob[4:]) if blob[3] == ZLIB else _decompressor().decompress(blob[4:])
+    except (zlib.error, zstandard.ZstdError) as exc:
+        raise StateCodecError(f"corrupt device state: {exc}") from exc
+
+
+def decode_state(blob: bytes, *, arrays: bool = False) -> Any:
+    """The state tree that ``encode_state`` wrote; numeric buffers as lists (or numpy arrays with ``arrays``)."""
+    body = state_body(blob)
+    try:
         (n,) = struct.unpack_from("<I", body)
         skeleton = json.loads(body[4 : 4 + n])
-    except (zlib.error, zstandard.ZstdError, struct.error, ValueError) as exc:
+    except (struct.error, ValueError) as exc:
         raise StateCodecError(f"corrupt device state: {exc}") from exc
     data = memoryview(body)[4 + n :]
 
