@@ -8,7 +8,9 @@ Two expectations a golden: NAME.expected.json (every alert transition and the co
 NAME.outputs.json.gz (every feature, score and alert as JSON, so that a change which moves any output value is
 seen). Floats there are compared to within a few units in the last place, not bit for bit: numpy chooses its
 exp/log kernels by CPU (AVX-512 machines use other ones), and the same code gives scores one or two ULP apart on
-two machines (11 of 8,728 values of two goldens, all scores, measured 2026-12-04).
+two machines (11 of 8,728 values of two goldens, all scores, measured 2026-12-04: on an AVX-512 machine
+``vitalstream golden check --max-ulp 0 --only mitdb201_af --only bidmc01_icu`` lists them; the stored files were
+written with ``NPY_DISABLE_CPU_FEATURES="AVX512_SPR AVX512_ICL X86_V4"``).
 """
 
 from __future__ import annotations
@@ -100,11 +102,8 @@ def analyze(g: Golden, settings: Settings | None = None, inference: Any | None =
     )
 
 
-def summarize(
-    g: Golden, settings: Settings | None = None, inference: Any | None = None, *, result: Analysis | None = None
-) -> dict[str, Any]:
+def summarize(g: Golden, result: Analysis) -> dict[str, Any]:
     """What the stored expectation holds: every alert transition, and the counts of features and scores."""
-    result = result if result is not None else analyze(g, settings, inference)
     return {
         "golden": g.name,
         "why": g.why,
@@ -155,7 +154,7 @@ def read_outputs(g: Golden) -> dict[str, list[dict[str, Any]]]:
     return stored
 
 
-def output_differences(got: Any, want: Any, *, max_ulp: int = 4, path: str = "", limit: int = 20) -> list[str]:
+def output_differences(got: Any, want: Any, *, max_ulp: int = 4, limit: int = 20) -> list[str]:
     """Where two output trees differ: floats by more than ``max_ulp`` units in the last place, anything else at all."""
     found: list[str] = []
 
@@ -181,5 +180,5 @@ def output_differences(got: Any, want: Any, *, max_ulp: int = 4, path: str = "",
         elif type(a) is not type(b) or a != b:
             found.append(f"{where}: {a!r}, expected {b!r}")
 
-    walk(got, want, path)
+    walk(got, want, "")
     return found

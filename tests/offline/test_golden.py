@@ -36,7 +36,7 @@ def analyses() -> dict[str, Analysis]:
 
 @pytest.fixture(scope="module")
 def summaries(analyses: dict[str, Analysis]) -> dict[str, dict]:
-    return {g.name: summarize(g, result=analyses[g.name]) for g in GOLDENS}
+    return {g.name: summarize(g, analyses[g.name]) for g in GOLDENS}
 
 
 @pytest.mark.parametrize("name", sorted(BY_NAME))
