@@ -92,6 +92,28 @@ def rail_share(x: np.ndarray) -> float:  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
+def span_extremes(
+    values: np.ndarray, start: int, top: tuple[int, int], foot: tuple[int, int]
+) -> tuple[float, float, bool]:  # pragma: no cover
+    """(max over ``top``, min over ``foot``, both held) of a ring buffer's ``values`` whose index 0 is ``start``;
+    each range [a, b) is clipped to the held samples, as ``RingBuffer.get`` clips it."""
+    end = start + len(values)
+    t0, t1 = max(top[0], start), min(top[1], end)
+    f0, f1 = max(foot[0], start), min(foot[1], end)
+    if t1 <= t0 or f1 <= f0:
+        return 0.0, 0.0, False
+    high = values[t0 - start]
+    for i in range(t0 - start + 1, t1 - start):
+        if values[i] > high or math.isnan(values[i]):  # a NaN wins, as in ndarray.max
+            high = values[i]
+    low = values[f0 - start]
+    for i in range(f0 - start + 1, f1 - start):
+        if values[i] < low or math.isnan(values[i]):
+            low = values[i]
+    return high, low, True
+
+
+@njit(cache=True, nogil=True)
 def template_corr(
     x: np.ndarray, beats: np.ndarray, fs_hz: float, rate_lo: float, rate_hi: float
 ) -> float:  # pragma: no cover
@@ -182,6 +204,7 @@ def warm_up() -> None:
     hrv_stats(x + 800.0, 16)
     flat_fraction(x, 2.0)
     rail_share(x)
+    span_extremes(x, 0, (1, 3), (0, 2))
     template_corr(np.sin(x * 40.0), np.array([10, 30, 50], dtype=np.int64), 20.0, 30.0, 220.0)
     rows = np.stack([np.sin(x), np.cos(x), x])
     fuse_spectra(x, detrended(x, x, rows, np.hanning(len(x))), np.ones(3), 0.05)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from streamer.config import Settings
+from streamer.features import kernels
 from streamer.features.extract import (
     activity_g,
     breath_onsets,
@@ -148,17 +149,19 @@ class Channel(SampleClock):
             for peak, decided in zip(*self.detector.update_timed(ev.values, front), strict=True):
                 self._add_beat(int(peak), int(decided))
         oldest = self.n - self.beat_keep
-        self.beats = [b for b in self.beats if b[0] >= oldest]
-        self.interp = [g for g in self.interp if g[1] > oldest]
+        if self.beats and self.beats[0][0] < oldest:  # beats come in index order: the oldest is first
+            self.beats = [b for b in self.beats if b[0] >= oldest]
+        if self.interp:
+            self.interp = [g for g in self.interp if g[1] > oldest]
 
     def _add_beat(self, peak: int, decided: int) -> None:
         amplitude = baseline = 0.0
         if self.signal == "ppg":  # pulse amplitude and mid-level, for respiratory modulation
             prev = int(self.beats[-1][0]) if self.beats else peak - round(self.fs_hz)
-            top = self.raw.get(peak - round(0.1 * self.fs_hz), peak + round(0.1 * self.fs_hz) + 1)
-            foot = self.raw.get(max(prev, peak - round(0.6 * self.fs_hz)), peak + 1)
-            if len(top) and len(foot):
-                high, low = top.max(), foot.min()
+            top = (peak - round(0.1 * self.fs_hz), peak + round(0.1 * self.fs_hz) + 1)
+            foot = (max(prev, peak - round(0.6 * self.fs_hz)), peak + 1)
+            high, low, held = kernels.span_extremes(self.raw.values, self.raw.start, top, foot)
+            if held:
                 amplitude = float(high - low)
                 baseline = float(high + low) / 2.0
         self.beats.append([peak, decided, amplitude, baseline])
@@ -239,8 +242,9 @@ class Channel(SampleClock):
     ) -> FeatureWindow:
         a, b = span
         horizon = math.inf if final else b + self.lag
-        known = [bt for bt in self.beats if bt[1] <= horizon]
-        idx = np.array([bt[0] for bt in known], dtype=np.int64)
+        beats = np.array(self.beats, dtype=float).reshape(-1, 4)  # [index, decided_at, amplitude, baseline]
+        known = beats[beats[:, 1] <= horizon]
+        idx = known[:, 0].astype(np.int64)
         inside = (idx >= a) & (idx < b)
         first = int(np.argmax(inside)) if inside.any() else len(idx)
         with_prev = idx[max(first - 1, 0) : first + int(inside.sum())]
@@ -266,11 +270,12 @@ class Channel(SampleClock):
         rows = beat_morphology(self.filt.get(lo, self.n), peaks[1:] - lo, self.fs_hz, prev_peak=int(peaks[0]) - lo)
         return tuple(tuple(float(v) for v in r) for r in rows)
 
-    def _ppg_resp_rate(self, known: list[list[float]], end_ms: int) -> tuple[float | None, float | None]:
-        """Respiratory rate from the beats of the last ``resp_window_s`` and its spectral quality index."""
+    def _ppg_resp_rate(self, known: np.ndarray, end_ms: int) -> tuple[float | None, float | None]:
+        """Respiratory rate from the beats (rows of ``known``) of the last ``resp_window_s`` and its spectral
+        quality index."""
         lo = self.index_at(end_ms - self.resp_window_ms)
         hi = self.index_at(end_ms)
-        rows = np.array([bt for bt in known if lo <= bt[0] < hi], dtype=float).reshape(-1, 4)
+        rows = known[(known[:, 0] >= lo) & (known[:, 0] < hi)]
         rate, info = resp_rate_from_beats(rows[:, 0] / self.fs_hz, rows[:, 2], rows[:, 3])
         return rate, info.get("quality")
 

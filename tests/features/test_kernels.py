@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from streamer.features import kernels
 from streamer.features.extract import resp_rate_from_beats, spectral_concentration
 from streamer.signals.quality import clip_score, flat_score, template_score
+from streamer.signals.windows import RingBuffer
 
 pytestmark = pytest.mark.unit
 rr_lists = st.lists(st.floats(min_value=250.0, max_value=2500.0), min_size=2, max_size=80)
@@ -140,3 +141,18 @@ def test_ppg_resp_rate_is_the_numpy_computation(seed: int, n_beats: int, breaths
     assert rate == want_rate and info.keys() == want_info.keys()
     for key, value in info.items():
         assert math.isclose(value, want_info[key], rel_tol=1e-9), key
+
+
+@given(
+    x=st.lists(st.floats(-5, 5) | st.just(math.nan), min_size=1, max_size=60),
+    start=st.integers(0, 40),
+    ranges=st.lists(st.integers(-10, 120), min_size=4, max_size=4),
+)
+def test_span_extremes_are_ring_buffer_max_and_min_exactly(x: list[float], start: int, ranges: list[int]) -> None:
+    ring = RingBuffer(len(x), start, np.asarray(x))
+    top, foot = (ranges[0], ranges[1]), (ranges[2], ranges[3])
+    high, low, held = kernels.span_extremes(ring.values, ring.start, top, foot)
+    want_top, want_foot = ring.get(*top), ring.get(*foot)
+    assert held == (len(want_top) > 0 and len(want_foot) > 0)
+    if held:  # bit for bit, NaN included
+        assert np.array_equal([high, low], [want_top.max(), want_foot.min()], equal_nan=True)
