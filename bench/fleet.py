@@ -132,7 +132,7 @@ class Latencies(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True)
         self.settings, self.stop = settings, threading.Event()
-        self.features: list[tuple[int, int]] = []  # (publish ms, latency ms)
+        self.features: list[tuple[int, int, str]] = []  # (publish ms, latency ms, signal)
         self.alerts: list[tuple[int, int]] = []
 
     def run(self) -> None:
@@ -145,7 +145,7 @@ class Latencies(threading.Thread):
             for rec in consumer:
                 value = json.loads(rec.value)
                 if rec.topic == names.features:
-                    self.features.append((rec.timestamp, rec.timestamp - value["window_end_ms"]))
+                    self.features.append((rec.timestamp, rec.timestamp - value["window_end_ms"], value["signal"]))
                 else:
                     lat = value["latency"]
                     if lat.get("ingest_ts_ms") and lat.get("publish_ts_ms"):
@@ -196,7 +196,11 @@ def run_step(
         _stop(procs)
         broker.close()
     span_ms = (int(t0 * 1000), int(t1 * 1000))
-    feat = [v for ts, v in lat.features if span_ms[0] <= ts <= span_ms[1]]
+    by_signal: dict[str, list[int]] = {}
+    for ts, v, signal in lat.features:
+        if span_ms[0] <= ts <= span_ms[1]:
+            by_signal.setdefault(signal, []).append(v)
+    feat = [v for values in by_signal.values() for v in values]
     alerts = [v for ts, v in lat.alerts if span_ms[0] <= ts <= span_ms[1]]
     msgs = max(in1 - in0, 1)
     rate_in = devices * 2
@@ -206,6 +210,9 @@ def run_step(
         "lag_msgs": lags, "lag_by_stage_msgs": {k: [s[k] for s in split] for k in split[0]},
         "consumed_in_window": in1 - in0, "window_s": round(t1 - t0, 1),
         "window_end_to_feature_ms": {"p50": _pct(feat, 0.5), "p99": _pct(feat, 0.99), "n": len(feat)},
+        "window_end_to_feature_ms_by_signal": {
+            k: {"p50": _pct(v, 0.5), "p99": _pct(v, 0.99), "n": len(v)} for k, v in sorted(by_signal.items())
+        },
         "ingest_to_alert_ms": {"p50": _pct(alerts, 0.5), "p99": _pct(alerts, 0.99), "n": len(alerts)},
         "worker_cpu_us_per_msg": round((cpu1 - cpu0) / msgs * 1e6, 1),
         "worker_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2), "worker_rss_mb": round(rss, 1),
