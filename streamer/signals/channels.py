@@ -32,7 +32,15 @@ from streamer.signals.ecg_beats import EcgBeatDetector
 from streamer.signals.filters import CausalFilter
 from streamer.signals.ppg_beats import PpgBeatDetector
 from streamer.signals.quality import breath_regularity_score, template_score, window_quality
-from streamer.signals.windows import Reset, RingBuffer, SampleClock, Samples, SampleStream, WindowSchedule
+from streamer.signals.windows import (
+    BeatTable,
+    Reset,
+    RingBuffer,
+    SampleClock,
+    Samples,
+    SampleStream,
+    WindowSchedule,
+)
 
 log = logging.getLogger(__name__)
 ActivityLookup = Callable[[float, float], float | None]
@@ -83,7 +91,7 @@ class Channel(SampleClock):
         }
         detector = detectors.get(self.signal)
         self.detector: EcgBeatDetector | PpgBeatDetector | None = detector(self.fs_hz) if detector else None
-        self.beats: list[list[float]] = []  # [index, decided_at, amplitude, baseline]
+        self.beats = BeatTable()  # [index, decided_at, amplitude, baseline]
         self.interp: list[list[int]] = []  # [start, end) of bridged samples
         self.beat_count = 0
         self.rr_due: list[list[int]] = []  # [first beat, last beat, decided_at] of RR windows to close
@@ -149,25 +157,24 @@ class Channel(SampleClock):
             for peak, decided in zip(*self.detector.update_timed(ev.values, front), strict=True):
                 self._add_beat(int(peak), int(decided))
         oldest = self.n - self.beat_keep
-        if self.beats and self.beats[0][0] < oldest:  # beats come in index order: the oldest is first
-            self.beats = [b for b in self.beats if b[0] >= oldest]
+        self.beats.drop_before(oldest)
         if self.interp:
             self.interp = [g for g in self.interp if g[1] > oldest]
 
     def _add_beat(self, peak: int, decided: int) -> None:
         amplitude = baseline = 0.0
         if self.signal == "ppg":  # pulse amplitude and mid-level, for respiratory modulation
-            prev = int(self.beats[-1][0]) if self.beats else peak - round(self.fs_hz)
+            prev = int(self.beats.rows[-1, 0]) if len(self.beats) else peak - round(self.fs_hz)
             top = (peak - round(0.1 * self.fs_hz), peak + round(0.1 * self.fs_hz) + 1)
             foot = (max(prev, peak - round(0.6 * self.fs_hz)), peak + 1)
             high, low, held = kernels.span_extremes(self.raw.values, self.raw.start, top, foot)
             if held:
                 amplitude = float(high - low)
                 baseline = float(high + low) / 2.0
-        self.beats.append([peak, decided, amplitude, baseline])
+        self.beats.append(peak, decided, amplitude, baseline)
         self.beat_count += 1
         if self.beat_count % self.rr_beats == 0:  # RR windows: every ``rr_window_beats`` beats
-            first = int(self.beats[max(0, len(self.beats) - self.rr_beats)][0])
+            first = int(self.beats.rows[max(0, len(self.beats) - self.rr_beats), 0])
             self.rr_due.append([first, peak, decided])
 
     # -- windows ------------------------------------------------------------------------------------
@@ -188,17 +195,17 @@ class Channel(SampleClock):
 
     def _rr_window(self, first: int, last: int, decided: int, activity: ActivityLookup) -> FeatureWindow:
         """The last ``rr_window_beats`` beats (and the interval into the first), for the AF model."""
-        rows = [b for b in self.beats if first <= b[0] <= last]
-        idx = np.array([b[0] for b in self.beats if b[0] < first][-1:] + [b[0] for b in rows], dtype=np.int64)
+        held = self.beats.rows[:, 0]
+        beats = held[(held >= first) & (held <= last)].astype(np.int64)
+        idx = np.concatenate([held[held < first][-1:].astype(np.int64), beats])
         # Only samples every chunking still holds when the last beat is decided.
         lo = max(first - round(0.5 * self.fs_hz), decided - self.keep // 2)
         start_ms, end_ms = round(self.time_of(first)), round(self.time_of(last))
         q, _ = window_quality(self.raw.get(lo, decided), self.fs_hz, None, activity(start_ms, end_ms))
-        beats = np.array([b[0] for b in rows], dtype=np.int64)
         q = min(q, template_score(self.filt.get(lo, decided), beats[beats >= lo] - lo, self.fs_hz))
         usable = q >= self.sqi_threshold
         rr_ms = np.diff(idx) * 1000.0 / self.fs_hz
-        feats = rr_features(rr_ms, len(rows), _RATE_NAME[self.signal])
+        feats = rr_features(rr_ms, len(beats), _RATE_NAME[self.signal])
         if not usable:
             feats = {k: (v if k == "n_beats" else None) for k, v in feats.items()}
         feats["source_ecg"] = float(self.signal == "ecg")
@@ -242,7 +249,7 @@ class Channel(SampleClock):
     ) -> FeatureWindow:
         a, b = span
         horizon = math.inf if final else b + self.lag
-        beats = np.array(self.beats, dtype=float).reshape(-1, 4)  # [index, decided_at, amplitude, baseline]
+        beats = self.beats.rows  # [index, decided_at, amplitude, baseline]
         known = beats[beats[:, 1] <= horizon]
         idx = known[:, 0].astype(np.int64)
         inside = (idx >= a) & (idx < b)
@@ -311,7 +318,7 @@ class Channel(SampleClock):
             "filt": self.filt.to_state(),
             "filter": self.filter.to_state() if self.filter else None,
             "detector": det,
-            "beats": np.asarray(self.beats, dtype=float).reshape(-1, 4),  # (n, [index, decided, amp, baseline])
+            "beats": self.beats.rows.copy(),  # (n, [index, decided, amp, baseline])
             "interp": np.asarray(self.interp, dtype=np.int64).reshape(-1, 2),  # (n, [start, end))
             "beat_count": self.beat_count,
             "rr_due": np.asarray(self.rr_due, dtype=np.int64).reshape(-1, 3),  # (n, [first, last, decided])
@@ -329,7 +336,7 @@ class Channel(SampleClock):
             cls_ = EcgBeatDetector if self.signal == "ecg" else PpgBeatDetector
             self.detector = cls_.from_state(state["detector"])
         # Arrays, or lists where the state was decoded without ``arrays=True``: the same numbers either way.
-        self.beats = [[int(b[0]), int(b[1]), float(b[2]), float(b[3])] for b in state["beats"]]
+        self.beats = BeatTable(state["beats"])
         self.interp = [[int(g[0]), int(g[1])] for g in state["interp"]]
         self.beat_count, self.rr_due = state["beat_count"], [[int(v) for v in d] for d in state["rr_due"]]
         return self

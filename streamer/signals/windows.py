@@ -79,6 +79,43 @@ class RingBuffer:
         return cls(state["keep"], state["start"], np.asarray(state["values"], dtype=float))
 
 
+class BeatTable:
+    """A segment's beats in index order, rows ``[index, decided_at, amplitude, baseline]`` of one float array:
+    appended one at a time, dropped from the front, read as a view (``rows``) without building an array per
+    window. Indices and decision times are whole numbers stored as floats (exact below 2**53)."""
+
+    def __init__(self, rows: Any = None) -> None:
+        rows = np.zeros((0, 4)) if rows is None else np.asarray(rows, dtype=float).reshape(-1, 4)
+        self._buf = np.zeros((max(64, 2 * len(rows)), 4))
+        self._buf[: len(rows)] = rows
+        self._lo, self._hi = 0, len(rows)
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The beats held, oldest first: a view, valid until the next ``append``."""
+        return self._buf[self._lo : self._hi]
+
+    def append(self, index: int, decided: int, amplitude: float, baseline: float) -> None:
+        if self._hi > self._lo and index < self._buf[self._hi - 1, 0]:
+            raise ValueError(f"beat at {index} after one at {self._buf[self._hi - 1, 0]:.0f}: beats come in order")
+        if self._hi == len(self._buf):  # full: move the held rows to the front, growing only if they fill half
+            held = self.rows.copy()
+            if 2 * len(held) > len(self._buf):
+                self._buf = np.zeros((2 * len(self._buf), 4))
+            self._buf[: len(held)] = held
+            self._lo, self._hi = 0, len(held)
+        self._buf[self._hi] = (index, decided, amplitude, baseline)
+        self._hi += 1
+
+    def drop_before(self, index: int) -> None:
+        """Forget the beats whose index is below ``index``."""
+        if self._hi > self._lo and self._buf[self._lo, 0] < index:
+            self._lo += int(np.searchsorted(self.rows[:, 0], index, side="left"))
+
+
 class SampleClock:
     """Sample index <-> device time on a segment whose index 0 is at ``origin_ms``."""
 

@@ -12,7 +12,7 @@ from streamer.contracts import VitalsMessage, WaveformMessage
 from streamer.evaluation.signals import EPOCH_MS, load_bidmc
 from streamer.signals.device import DeviceSignalProcessor
 from streamer.signals.numerics import TumblingNumerics, _columns
-from streamer.signals.windows import Reset, Samples, SampleStream, WindowSchedule
+from streamer.signals.windows import BeatTable, Reset, Samples, SampleStream, WindowSchedule
 
 pytestmark = pytest.mark.unit
 FS = 125.0
@@ -196,3 +196,32 @@ def test_numerics_state_kept_column_by_column_is_the_whole_window_packed(rows, r
     back.load_state(state)
     as_items = lambda w: repr({s: [sorted(r.items()) for r in rows] for s, rows in w.open.items()})  # noqa: E731
     assert as_items(back) == as_items(win) and repr(back.to_state()) == repr(state)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.booleans(), st.integers(0, 60)), max_size=300))
+def test_beat_table_holds_what_a_list_of_rows_holds(steps) -> None:
+    """Appends in index order and drops from the front, through the buffer's moves and growth, keep exactly the
+    rows a plain list keeps, and a table rebuilt from its rows continues alike."""
+    table, model, index = BeatTable(), [], 0
+    for gap, drop, back in steps:
+        index += gap
+        if drop:
+            table.drop_before(index - back)
+            model = [r for r in model if r[0] >= index - back]
+        else:
+            row = [index, index + back, gap / 7.0, -back / 3.0]
+            table.append(*row)
+            model.append(row)
+        assert np.array_equal(table.rows, np.array(model, dtype=float).reshape(-1, 4))
+        assert len(table) == len(model)
+    again = BeatTable(table.rows.copy())
+    again.append(index + 1, index + 1, 1.0, 0.0)
+    table.append(index + 1, index + 1, 1.0, 0.0)
+    assert np.array_equal(again.rows, table.rows)
+
+
+def test_beat_table_refuses_a_beat_out_of_order() -> None:
+    table = BeatTable([[10, 12, 1.0, 0.0]])
+    with pytest.raises(ValueError, match="beats come in order"):
+        table.append(9, 13, 1.0, 0.0)
