@@ -79,9 +79,9 @@ async def _run(
 
         asyncio.get_running_loop().run_in_executor = direct  # type: ignore[method-assign]
     s = Settings(topic_prefix="b.", app_id="b.app")
-    seconds += warmup_s  # the timed seconds come after the warm-up
-    templates = fleetload.load_templates(seconds + 5)
-    t0 = int(time.time() * 1000) - (seconds + 5) * 1000
+    total_s = warmup_s + seconds  # the timed seconds come after the warm-up
+    templates = fleetload.load_templates(total_s + 5)
+    t0 = int(time.time() * 1000) - (total_s + 5) * 1000
     ingest = IngestStage(s)
     pipeline = PipelineStage(s, default_inference(s) if models else None, "b.app-acks-by-device")
     si, sp = PartitionState(0), PartitionState(0)
@@ -93,7 +93,7 @@ async def _run(
         settle_garbage_collector()
     clock = _GcClock()
     offsets, cost, n = [0, 0], {"ingest": 0.0, "pipeline": 0.0}, 0
-    for sec in range(seconds):
+    for sec in range(total_s):
         ts = t0 + sec * 1000
         clock.on = sec >= warmup_s
         if prof is not None and sec == warmup_s:
