@@ -183,12 +183,14 @@ def run_step(
     try:
         time.sleep(warmup_s)
         t0, cpu0, split = time.time(), proc.cpu_s(), [broker.stage_lags()]
+        busy0, gen0, own0 = _machine_busy_s(), fleetload.Proc(gen.pid).cpu_s(), time.process_time()
         in0, cl0 = broker.committed(settings.topics.telemetry), broker.log_bytes(_changelog(settings))
         while time.time() - t0 < steady_s:
             time.sleep(5)
             split.append(broker.stage_lags())
         lags = [sum(s.values()) for s in split]
         t1, cpu1, rss = time.time(), proc.cpu_s(), proc.rss_mb()
+        busy1, gen1, own1 = _machine_busy_s(), fleetload.Proc(gen.pid).cpu_s(), time.process_time()
         in1, cl1 = broker.committed(settings.topics.telemetry), broker.log_bytes(_changelog(settings))
         gen_out = json.loads(gen.communicate(timeout=120)[0] or "{}")
     finally:
@@ -218,6 +220,11 @@ def run_step(
         "worker_cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2), "worker_rss_mb": round(rss, 1),
         "changelog_bytes_per_device_s": round((cl1 - cl0) / devices / (t1 - t0), 1),
         "generator": gen_out, "load_avg": os.getloadavg(),
+        # Whether the machine itself was the limit: every core's busy share over the window, and what the load
+        # generator and this process (the latency consumer, lag queries) took of it; the broker has the rest.
+        "machine_busy_share": round((busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1e-9), 3),
+        "generator_cpu_cores": round((gen1 - gen0) / (t1 - t0), 2),
+        "bench_process_cpu_cores": round((own1 - own0) / (t1 - t0), 2),
     }  # fmt: skip
 
 
@@ -258,6 +265,14 @@ class _Procs:
 
     def rss_mb(self) -> float:
         return sum(p.rss_mb() for p in self.procs)
+
+
+def _machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:

@@ -314,6 +314,8 @@ class PartitionedRunner:
             return False
         if self.stopping:  # another runner's timer asks (the pipeline's tick asks ingest's): our consumer is closing
             return False
+        if self.behind(partition):
+            return False
         topic = self.stage.topics[0]
         tp = TopicPartition(topic, partition)
         try:
@@ -326,6 +328,25 @@ class PartitionedRunner:
         except Exception:  # a rebalance, the broker away, the consumer stopped: we cannot tell
             return False
         return state.handled(topic) + 1 >= end
+
+    def behind(self, partition: int) -> bool:
+        """Whether ``partition`` surely has records of the first input topic not processed yet, known without asking
+        the broker: the end offset the last fetch response carried (the highwater, which only grows) lies beyond
+        what is handled. False means "cannot tell here" (nothing fetched yet, or caught up as of the last fetch).
+
+        The pipeline's tick asks ``drained`` of the partitions whose newest record is more than the late grace old;
+        with the pipeline behind, those are the partitions that the last batches happened not to carry, and each
+        asking cost two end-offset round trips under the pipeline's lock: 10% of that lock's time at 2,000 devices
+        (docs/RESULTS.md, "Fleet"), and the answer was always no."""
+        state = self.states.get(partition)
+        if state is None:
+            return False
+        topic = self.stage.topics[0]
+        try:
+            end = self.consumer.highwater(TopicPartition(topic, partition))
+        except AssertionError:  # aiokafka asserts the partition is assigned: a rebalance under way
+            return False
+        return end is not None and state.handled(topic) + 1 < end
 
     async def every(self, interval_s: float, job: Callable[[], Awaitable[None]], *, locked: bool = True) -> None:
         """Run ``job`` every ``interval_s``: under the lock (timers of the stage; a stop lets a run finish), or

@@ -115,7 +115,10 @@ class DeliveryWorker:
 
         async def complete(partition: int) -> bool:
             """Nothing more to come on ``partition``: ingest has forwarded all of its telemetry (when this worker
-            owns that ingest partition; otherwise we cannot tell) and the pipeline has processed all of that."""
+            owns that ingest partition; otherwise we cannot tell) and the pipeline has processed all of that. A
+            pipeline that surely is behind answers first, without the round trips (``PartitionedRunner.behind``)."""
+            if pipeline_runner.behind(partition):
+                return False
             if partition not in ingest_runner.states or not await ingest_runner.drained(partition):
                 return False
             return await pipeline_runner.drained(partition)
