@@ -9,6 +9,7 @@ Then a backlog-drain peak, and in the same run the raw aiokafka validate+dedup+f
 as the baseline ratio. Results in bench/results/fleet.json (and fleet.png).
 
     python bench/fleet.py [--ladder 100 300 1000] [--workers 1 2] [--warmup-s 30] [--steady-s 60]
+    python bench/fleet.py --steps-only --ladder 2000 --workers 1 --steady-s 45   # one step, printed, nothing written
 
 Also: the same fixed backlog through one worker and through two in one consumer group, with their features and
 scores compared (``scale_out_equal``).
@@ -352,6 +353,9 @@ def main() -> None:
     parser.add_argument("--drain-s", type=int, default=20)
     parser.add_argument("--scaleout-devices", type=int, default=200)
     parser.add_argument("--scaleout-s", type=int, default=30)
+    parser.add_argument(
+        "--steps-only", action="store_true", help="only the ladder's steps, printed as JSON lines; fleet.json untouched"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet.json")
     args = parser.parse_args()
     bootstrap = os.environ.get("VITALS_KAFKA_BOOTSTRAP") or up(LocalKafka(name="fleet", port=39092,
@@ -364,6 +368,8 @@ def main() -> None:
             print(json.dumps(step), flush=True)
             if not step["holds_real_time"]:
                 break  # the next rung would only fall further behind
+    if args.steps_only:
+        return
     drain = run_drain(bootstrap, args.drain_devices, args.drain_s, args.partitions)
     print("drain", json.dumps(drain), flush=True)
     scaleout = run_scaleout(bootstrap, args.scaleout_devices, args.scaleout_s, args.partitions)
