@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     rr_window_beats: int = Field(default=32, ge=4)
     numerics_window_s: float = Field(default=60.0, gt=0)
     late_grace_ms: int = Field(default=2_000, ge=0)
+    # Close a numerics window once the device's seqs show nothing more can come for it (a gap-free seq up to a
+    # message at or past its end), instead of always waiting the late grace; off for devices whose timestamps do
+    # not increase with seq.
+    numerics_close_on_seq: bool = True
     silence_timeout_s: float = Field(default=30.0, gt=0)
     sqi_threshold: float = Field(default=0.5, ge=0, le=1)
 

@@ -19,7 +19,7 @@ from streamer.contracts import Condition, MotionMessage, VitalsMessage, Waveform
 from streamer.features.extract import numerics_features
 from streamer.records import FeatureWindow, TechnicalEvent
 from streamer.signals.channels import Channel
-from streamer.signals.numerics import TumblingNumerics
+from streamer.signals.numerics import SeqWatermark, TumblingNumerics
 from streamer.signals.windows import Reset, Samples
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class DeviceSignalProcessor:
         self.patient_id = patient_id
         self.channels: dict[str, Channel] = {}
         self.numerics = TumblingNumerics(round(settings.numerics_window_s * 1000), settings.late_grace_ms)
+        # Numerics windows also close as soon as the device's seqs show them complete (``SeqWatermark``).
+        self.watermark = SeqWatermark() if settings.numerics_close_on_seq else None
         self.last_ingest_ms: int | None = None
         self.clock_offset_ms = 0  # wall clock minus device clock, from the last message
         self.silent = False
@@ -101,13 +103,19 @@ class DeviceSignalProcessor:
         self.last_ingest_ms = ingest_ts_ms if ingest_ts_ms is not None else msg.ts_ms
         self.clock_offset_ms = self.last_ingest_ms - msg.ts_ms
         self.patient_id = msg.patient_id or self.patient_id
+        if self.watermark is not None:
+            self.watermark.add(msg.seq, msg.ts_ms)
         if isinstance(msg, VitalsMessage):
-            return self._output(self._numerics(msg), events)
-        if admitted is not None:
-            return self._output(admitted.channel.apply(admitted.events, self._activity), events)
-        signal = msg.signal if isinstance(msg, WaveformMessage) else "motion"
-        closed = self._retire_on_rate_change(signal, msg.fs_hz)
-        closed += self._channel(signal, msg.fs_hz).push(msg.ts_ms, msg.seq, self._samples(msg), self._activity)
+            closed = self._numerics(msg)
+        elif admitted is not None:
+            closed = admitted.channel.apply(admitted.events, self._activity)
+        else:
+            signal = msg.signal if isinstance(msg, WaveformMessage) else "motion"
+            closed = self._retire_on_rate_change(signal, msg.fs_hz)
+            closed += self._channel(signal, msg.fs_hz).push(msg.ts_ms, msg.seq, self._samples(msg), self._activity)
+        if self.watermark is not None and self.numerics.open:
+            complete_ms = self.watermark.complete_ms(self.numerics.closed_before_ms)
+            closed += self._numeric_windows(self.numerics.close_until(complete_ms))
         return self._output(closed, events)
 
     def on_tick(self, now_ms: int) -> StageOutput:
@@ -239,6 +247,7 @@ class DeviceSignalProcessor:
             "patient_id": self.patient_id,
             "channels": {name: ch.to_state() for name, ch in self.channels.items()},
             "numerics": self.numerics.to_state(),
+            "watermark": None if self.watermark is None else self.watermark.to_state(),
             "last_ingest_ms": self.last_ingest_ms,
             "clock_offset_ms": self.clock_offset_ms,
             "silent": self.silent,
@@ -251,6 +260,8 @@ class DeviceSignalProcessor:
         self = cls(state["device_id"], settings, state["patient_id"])
         self.channels = {name: Channel.from_state(s, settings) for name, s in state["channels"].items()}
         self.numerics.load_state(state["numerics"])
+        if self.watermark is not None:
+            self.watermark = SeqWatermark.from_state(state.get("watermark"))
         self.last_ingest_ms, self.silent = state["last_ingest_ms"], state["silent"]
         self.clock_offset_ms = state["clock_offset_ms"]
         self.low_quality, self.counts = dict(state["low_quality"]), dict(state["counts"])

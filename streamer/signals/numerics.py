@@ -64,6 +64,79 @@ class TumblingNumerics:
         self.closed_before_ms = -math.inf if c is None else c
 
 
+class SeqWatermark:
+    """How far a device's data is known to be complete, from its sequence numbers: ``complete_ms``.
+
+    A device numbers every message it sends (``seq``, one counter over all kinds) and stamps it in order, so a
+    message not received yet has a higher seq than those around it and no earlier timestamp than the one just
+    below it. With every seq up to ``top`` received, everything still to come is stamped at ``top_ts_ms`` or
+    later: a numerics window ending by then can close at once instead of waiting the late grace
+    (``VITALS_NUMERICS_CLOSE_ON_SEQ``). What it knows depends only on the messages and their order, so a replay
+    and the live run close the same windows with the same rows.
+
+    A gap (a message lost or still on its way) stops ``top`` there: windows then close by the grace, as without
+    the watermark. Seqs received above a gap are held (``ahead``); past ``max_ahead`` of them the gap is given up,
+    ``top`` jumps to the highest received, and the watermark counts for nothing until the grace has closed past
+    every timestamp it had seen (``floor_ms``): the lost messages may have been stamped anywhere up to there.
+    The same holds for the first message of a device and after its counter restarts, when earlier messages may
+    still be on their way, unless that first seq is 0.
+    """
+
+    def __init__(self, max_ahead: int = 64) -> None:
+        self.max_ahead = max_ahead
+        self.top: int | None = None
+        self.top_ts_ms = -math.inf
+        self.seen_ts_ms = -math.inf  # the newest timestamp received
+        self.ahead: dict[int, int] = {}  # seq -> ts of those received above a gap
+        self.floor_ms: float | None = None  # counts for nothing until the grace has closed past this
+
+    def add(self, seq: int, ts_ms: int) -> None:
+        if self.top is None or (seq <= self.top and ts_ms > self.seen_ts_ms):  # first, or the counter restarted
+            self.floor_ms = None if seq == 0 and self.top is None else max(self.seen_ts_ms, ts_ms)
+            self.top, self.top_ts_ms, self.ahead = seq, ts_ms, {}
+        elif seq == self.top + 1:
+            self.top, self.top_ts_ms = seq, max(self.top_ts_ms, ts_ms)
+            while self.top + 1 in self.ahead:
+                self.top += 1
+                self.top_ts_ms = max(self.top_ts_ms, self.ahead.pop(self.top))
+        elif seq > self.top + 1:
+            self.ahead[seq] = ts_ms
+            if len(self.ahead) > self.max_ahead:  # give the gap up
+                self.floor_ms = max(self.floor_ms or -math.inf, self.seen_ts_ms, ts_ms)
+                self.top, self.top_ts_ms = max(self.ahead), max(self.top_ts_ms, *self.ahead.values())
+                self.ahead = {}
+        self.seen_ts_ms = max(self.seen_ts_ms, ts_ms)
+
+    def complete_ms(self, closed_before_ms: float) -> float:
+        """Event time before which nothing more can arrive; -inf while the watermark counts for nothing."""
+        if self.floor_ms is not None:
+            if closed_before_ms <= self.floor_ms:
+                return -math.inf
+            self.floor_ms = None
+        return self.top_ts_ms
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "top": self.top,
+            "top_ts_ms": None if math.isinf(self.top_ts_ms) else self.top_ts_ms,
+            "seen_ts_ms": None if math.isinf(self.seen_ts_ms) else self.seen_ts_ms,
+            "ahead": np.array(list(self.ahead.items()), dtype=np.int64).reshape(-1, 2),
+            "floor_ms": self.floor_ms,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None, max_ahead: int = 64) -> SeqWatermark:
+        """``None`` (a state from before the watermark): as a new device, so it waits for the grace once."""
+        self = cls(max_ahead)
+        if state:
+            self.top = state["top"]
+            self.top_ts_ms = -math.inf if state["top_ts_ms"] is None else state["top_ts_ms"]
+            self.seen_ts_ms = -math.inf if state["seen_ts_ms"] is None else state["seen_ts_ms"]
+            self.ahead = {int(k): int(v) for k, v in np.asarray(state["ahead"], dtype=np.int64).reshape(-1, 2)}
+            self.floor_ms = state["floor_ms"]
+        return self
+
+
 class _Columns:
     """One open window's rows column by column as they arrive: ``_columns`` of them, without a pass over them."""
 

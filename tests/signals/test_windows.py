@@ -13,6 +13,7 @@ from streamer.evaluation.signals import EPOCH_MS, load_bidmc
 from streamer.signals.device import DeviceSignalProcessor
 from streamer.signals.numerics import TumblingNumerics, _columns
 from streamer.signals.windows import BeatTable, Reset, Samples, SampleStream, WindowSchedule
+from streamer.state import decode_state, encode_state
 
 pytestmark = pytest.mark.unit
 FS = 125.0
@@ -225,3 +226,91 @@ def test_beat_table_refuses_a_beat_out_of_order() -> None:
     table = BeatTable([[10, 12, 1.0, 0.0]])
     with pytest.raises(ValueError, match="beats come in order"):
         table.append(9, 13, 1.0, 0.0)
+
+
+# -- numerics windows closed by the seq watermark --------------------------------------------------------------
+T0 = EPOCH_MS - EPOCH_MS % 60_000
+
+
+def _vitals(seq: int, ts_ms: int, hr: float = 70.0) -> VitalsMessage:
+    return VitalsMessage(device_id="d1", ts_ms=ts_ms, seq=seq, heart_rate_bpm=hr)
+
+
+def _numerics_closed(proc: DeviceSignalProcessor, msgs: list[VitalsMessage]) -> list[tuple[int, int, float]]:
+    """(index of the message that closed it, window start, highest heart rate) of each numerics window, in order."""
+    return [
+        (i, w.window_start_ms, w.features["heart_rate_bpm_max"])
+        for i, m in enumerate(msgs)
+        for w in proc.on_message(m, ingest_ts_ms=m.ts_ms).windows
+        if w.signal == "numerics"
+    ]
+
+
+def test_a_numerics_window_closes_at_the_first_message_past_its_end_when_no_seq_is_missing() -> None:
+    msgs = [_vitals(k, T0 + k * 1000) for k in range(64)]
+    assert _numerics_closed(DeviceSignalProcessor("d1", Settings()), msgs) == [(60, T0, 70.0)]
+    # Without it (or as before), the message 2 s (the late grace) past the end closes it.
+    off = Settings(numerics_close_on_seq=False)
+    assert _numerics_closed(DeviceSignalProcessor("d1", off), msgs) == [(62, T0, 70.0)]
+
+
+def test_a_missing_seq_holds_the_window_until_it_comes_and_then_it_is_counted() -> None:
+    msgs = [_vitals(k, T0 + k * 1000) for k in range(64)]
+    late = _vitals(59, T0 + 59_000, hr=120.0)  # stamped inside the first window, arrives 1.5 s after its end
+    order = msgs[:59] + msgs[60:62] + [late] + msgs[62:]
+    assert _numerics_closed(DeviceSignalProcessor("d1", Settings()), order) == [(61, T0, 120.0)]
+
+
+def test_a_lost_message_falls_back_to_the_grace_and_the_watermark_recovers() -> None:
+    msgs = [_vitals(k, T0 + k * 1000) for k in range(200) if k != 30]  # seq 30 never comes
+    closed = _numerics_closed(DeviceSignalProcessor("d1", Settings()), msgs)
+    # The first window waits for the grace (the lost message could still come) ...
+    assert closed[0] == (61, T0, 70.0)
+    # ... and so does the second: at seq 95 (64 seqs above the gap) the gap is given up, and the watermark counts
+    # again only once the grace has closed past 95 s; the third closes at the first message past its end.
+    assert [(i, start) for i, start, _ in closed[1:]] == [(121, T0 + 60_000), (179, T0 + 120_000)]
+
+
+def test_a_device_first_seen_mid_stream_waits_for_the_grace_once() -> None:
+    msgs = [_vitals(500 + k, T0 + 30_000 + k * 1000) for k in range(160)]
+    closed = _numerics_closed(DeviceSignalProcessor("d1", Settings()), msgs)
+    assert [(i, start) for i, start, _ in closed] == [(32, T0), (90, T0 + 60_000), (150, T0 + 120_000)]
+
+
+def test_a_restarted_counter_waits_for_the_grace_once() -> None:
+    msgs = [_vitals(k, T0 + k * 1000) for k in range(70)] + [_vitals(k, T0 + (70 + k) * 1000) for k in range(120)]
+    closed = _numerics_closed(DeviceSignalProcessor("d1", Settings()), msgs)
+    assert [(i, start) for i, start, _ in closed] == [(60, T0), (122, T0 + 60_000), (180, T0 + 120_000)]
+
+
+def test_the_watermark_survives_a_restore_mid_gap() -> None:
+    msgs = [_vitals(k, T0 + k * 1000) for k in range(130)]
+    order = msgs[:40] + msgs[41:100] + [msgs[40]] + msgs[100:]  # seq 40 a minute late: given up, then too late
+    whole = DeviceSignalProcessor("d1", Settings())
+    expected = [whole.on_message(m, ingest_ts_ms=m.ts_ms) for m in order]
+    for cut in (45, 90, 101):
+        first = DeviceSignalProcessor("d1", Settings())
+        head = [first.on_message(m, ingest_ts_ms=m.ts_ms) for m in order[:cut]]
+        restored = DeviceSignalProcessor.from_state(decode_state(encode_state(first.to_state())), Settings())
+        assert head + [restored.on_message(m, ingest_ts_ms=m.ts_ms) for m in order[cut:]] == expected
+    assert whole.stats["numerics_too_late"] == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    delays=st.lists(st.integers(0, 9_000), min_size=40, max_size=160),
+    lost=st.sets(st.integers(0, 159), max_size=6),
+)
+def test_the_watermark_only_moves_windows_earlier_never_changes_their_rows(delays: list[int], lost: set[int]) -> None:
+    """Any arrival order (each message up to 9 s late, some lost) with timestamps increasing with seq: every
+    window holds the same rows with the watermark as with the late grace alone, and as many messages come too late."""
+    sent = [_vitals(k, T0 + k * 500, hr=60.0 + k) for k in range(len(delays)) if k not in lost]
+    order = sorted(sent, key=lambda m: m.ts_ms + delays[m.seq])
+
+    def windows(close_on_seq: bool) -> tuple[list[tuple[int, dict]], int]:
+        proc = DeviceSignalProcessor("d1", Settings(numerics_window_s=5.0, numerics_close_on_seq=close_on_seq))
+        outs = [proc.on_message(m, ingest_ts_ms=m.ts_ms) for m in order] + [proc.flush()]
+        found = sorted((w.window_start_ms, w.features) for o in outs for w in o.windows if w.signal == "numerics")
+        return found, proc.stats["numerics_too_late"]
+
+    assert windows(True) == windows(False)

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from streamer.config import Settings, recordings_dir
 from streamer.contracts import VitalsMessage, WaveformMessage
 from streamer.evaluation.signals import EPOCH_MS, load_bidmc
-from streamer.signals.device import DeviceSignalProcessor
+from streamer.records import FeatureWindow
+from streamer.signals.device import DeviceSignalProcessor, StageOutput
 from streamer.state import StateCodecError, decode_state, encode_state
 
 pytestmark = pytest.mark.unit
@@ -161,10 +162,26 @@ def test_a_state_written_by_the_code_before_array_states_continues_bit_identical
     """``device_d8f041a.bin``: ECG, PPG, respiration and vitals of bidmc_03, the first 150 messages of ``_chunks(60)``
     and ``_vitals(60)``, encoded by commit d8f041a (beats, seq history, numerics rows and FIR taps as lists)."""
     msgs = sorted(_chunks(60) + _vitals(60), key=lambda m: (m.ts_ms, m.seq))
-    restored = DeviceSignalProcessor.from_state(decode_state(STATE_BEFORE_ARRAYS.read_bytes()), Settings())
-    whole = DeviceSignalProcessor("d1", Settings())
-    for m in msgs[:150]:
-        whole.on_message(m, ingest_ts_ms=m.ts_ms + 50)
-    tail = [restored.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[150:]] + [restored.flush()]
-    expected = [whole.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[150:]] + [whole.flush()]
+
+    def continued(settings: Settings) -> tuple[list[StageOutput], list[StageOutput]]:
+        restored = DeviceSignalProcessor.from_state(decode_state(STATE_BEFORE_ARRAYS.read_bytes()), settings)
+        whole = DeviceSignalProcessor("d1", settings)
+        for m in msgs[:150]:
+            whole.on_message(m, ingest_ts_ms=m.ts_ms + 50)
+        tail = [restored.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[150:]] + [restored.flush()]
+        return tail, [whole.on_message(m, ingest_ts_ms=m.ts_ms + 50) for m in msgs[150:]] + [whole.flush()]
+
+    # That code closed numerics windows by the late grace only; so does the restored device here.
+    tail, expected = continued(Settings(numerics_close_on_seq=False))
     assert sum(len(out.windows) for out in tail) > 20 and tail == expected
+    # With the seq watermark its state knows none: the same windows, its numerics closed by the grace meanwhile.
+    tail, expected = continued(Settings())
+    windows = [w for out in tail for w in out.windows]
+    assert sorted(windows, key=_order) == sorted((w for out in expected for w in out.windows), key=_order)
+    assert [w for w in windows if w.signal != "numerics"] == [
+        w for out in expected for w in out.windows if w.signal != "numerics"
+    ]
+
+
+def _order(w: FeatureWindow) -> tuple[str, int]:
+    return (w.signal, w.window_start_ms)
